@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from markets.money import CountField, PriceField
+from markets.money import CountField, MoneyField, PriceField
 
 
 def _price_in_open_unit_interval(field: str) -> Q:
@@ -229,3 +229,119 @@ class MarketSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market_id}@{self.ts:%Y-%m-%d %H:%M}"
+
+
+# --- The simulated exchange's own books (paper and replay) ---------------------------------
+# The simulator is an exchange like Kalshi: it keeps its own ledger, which the trading app
+# reconciles against exactly as it would against Kalshi's. These tables are never written by
+# the trading app.
+
+
+class SimAccount(models.Model):
+    """A simulated wallet: ``paper``, ``replay``, or one per backtest run."""
+
+    name = models.CharField(max_length=64, unique=True)
+    cash = MoneyField()
+    starting_cash = MoneyField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "simulated account"
+        constraints = [models.CheckConstraint(condition=Q(cash__gte=0), name="sim_cash_ge_0")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SimOrder(models.Model):
+    """Every order the simulator accepted: the oracle for duplicate-order tests."""
+
+    class Status(models.TextChoices):
+        RESTING = "resting"
+        CANCELED = "canceled"
+        EXECUTED = "executed"
+
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="orders")
+    order_id = models.CharField(max_length=64, unique=True)
+    client_order_id = models.CharField(max_length=64, db_index=True)
+    ticker = models.CharField(max_length=128, db_index=True)
+    side = models.CharField(max_length=3)
+    action = models.CharField(max_length=4)
+    yes_price = PriceField()
+    count = CountField()
+    filled_count = CountField(default=0)
+    fees = MoneyField(default=0)
+    reduce_only = models.BooleanField(default=False)
+    max_cost = MoneyField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESTING)
+    created_time = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_time", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(count__gt=0), name="sim_order_count_positive"),
+            models.CheckConstraint(
+                condition=Q(yes_price__gt=0, yes_price__lt=1), name="sim_order_price_in_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.order_id
+
+
+class SimFill(models.Model):
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="fills")
+    order = models.ForeignKey(SimOrder, on_delete=models.CASCADE, related_name="fills")
+    fill_id = models.CharField(max_length=64, unique=True)
+    ticker = models.CharField(max_length=128, db_index=True)
+    side = models.CharField(max_length=3)
+    action = models.CharField(max_length=4)
+    count = CountField()
+    yes_price = PriceField()
+    fee = MoneyField(default=0)
+    is_taker = models.BooleanField(default=True)
+    executed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["executed_at", "id"]
+
+    def __str__(self) -> str:
+        return self.fill_id
+
+
+class SimPosition(models.Model):
+    """Net position: positive = YES contracts, negative = NO; ``cost`` of what is held."""
+
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="positions")
+    ticker = models.CharField(max_length=128)
+    position = CountField(default=0)
+    cost = MoneyField(default=0)
+    realized_pnl = MoneyField(default=0)
+    fees_paid = MoneyField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "ticker"], name="sim_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.ticker} {self.position}"
+
+
+class SimSettlement(models.Model):
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="settlements")
+    ticker = models.CharField(max_length=128)
+    result = models.CharField(max_length=8)
+    yes_count = CountField(default=0)
+    no_count = CountField(default=0)
+    revenue = MoneyField(default=0)
+    fee = MoneyField(default=0)
+    settled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "ticker"], name="sim_settlement_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.ticker} {self.result}"
