@@ -189,7 +189,12 @@ class OrderStateMachineTests(TestCase):
 
     def test_book_side_follows_kalshi_v2(self):
         decision = make_decision(make_market())
-        cases = {("yes", "buy"): "bid", ("no", "sell"): "bid", ("no", "buy"): "ask", ("yes", "sell"): "ask"}
+        cases = {
+            ("yes", "buy"): "bid",
+            ("no", "sell"): "bid",
+            ("no", "buy"): "ask",
+            ("yes", "sell"): "ask",
+        }
         for (side, action), book in cases.items():
             order = Order(decision=decision, side=side, action=action)
             self.assertEqual(order.book_side, book)

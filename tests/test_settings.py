@@ -15,7 +15,9 @@ from config import env
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _import_settings(extra_env: dict[str, str], drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _import_settings(
+    extra_env: dict[str, str], drop: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in drop}
     environment.update(extra_env)
     code = "import config.settings as s; print(s.DATABASES['default']['ENGINE'], s.DEBUG)"
@@ -31,7 +33,9 @@ def test_it_refuses_to_start_without_secret_key_outside_debug():
 
 
 def test_it_starts_without_secret_key_in_debug():
-    result = _import_settings({"DEBUG": "1"}, drop=("SECRET_KEY", "SECRET_KEY_FILE", "DATABASE_URL"))
+    result = _import_settings(
+        {"DEBUG": "1"}, drop=("SECRET_KEY", "SECRET_KEY_FILE", "DATABASE_URL")
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]
 

@@ -3,51 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal as D
 
 from django.test import TestCase
 
-from markets.exchange import DuplicateOrder, MarketQuote, OrderRejected, OrderRequest
+from markets.exchange import DuplicateOrder, OrderRejected, OrderRequest
 from markets.models import MarketSnapshot, SimAccount, SimOrder
 from markets.simulator import MarketOutcome, ReplayQuotes, SimulatedExchange
 from tests.base import make_market
-
-T0 = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
-
-
-class StaticQuotes:
-    """A quote source the test moves by hand."""
-
-    def __init__(self, *quotes: MarketQuote) -> None:
-        self.clock = T0
-        self.by_ticker = {q.ticker: q for q in quotes}
-        self.results: dict[str, MarketOutcome] = {}
-
-    def now(self):
-        return self.clock
-
-    def open_markets(self):
-        return list(self.by_ticker.values())
-
-    def quote(self, ticker):
-        return self.by_ticker.get(ticker)
-
-    def outcomes(self, tickers):
-        return {t: o for t, o in self.results.items() if t in tickers and o.settled_at <= self.clock}
-
-
-def quote(ticker="MKT", bid="0.40", ask="0.42", depth="100"):
-    return MarketQuote(
-        ticker=ticker, event_ticker="EV", status="active", close_time=T0 + timedelta(days=1),
-        yes_bid=D(bid), yes_ask=D(ask), yes_ask_depth=D(depth), no_ask_depth=D(depth),
-    )
+from tests.sim import T0, StaticQuotes, quote
 
 
 def order(cid="c1", side="yes", action="buy", price="0.42", count="10", **kw):
     return OrderRequest(
-        client_order_id=cid, ticker="MKT", side=side, action=action,
-        yes_price=D(price), count=D(count), **kw,
+        client_order_id=cid,
+        ticker="MKT",
+        side=side,
+        action=action,
+        yes_price=D(price),
+        count=D(count),
+        **kw,
     )
 
 
@@ -120,7 +96,9 @@ class SimulatedExchangeTests(TestCase):
     def test_a_reduce_only_sell_cannot_exceed_the_position(self):
         self.ex.place_order(order(cid="a", count="3", price="0.45"))
         with self.assertRaises(OrderRejected):
-            self.ex.place_order(order(cid="b", action="sell", price="0.40", count="5", reduce_only=True))
+            self.ex.place_order(
+                order(cid="b", action="sell", price="0.40", count="5", reduce_only=True)
+            )
 
     def test_settlement_pays_a_dollar_per_winning_contract(self):
         self.ex.place_order(order(price="0.45"))
@@ -154,8 +132,10 @@ class SimulatedExchangeTests(TestCase):
 class ReplayQuotesTests(TestCase):
     def setUp(self):
         self.market = make_market(
-            open_time=T0 - timedelta(hours=1), close_time=T0 + timedelta(hours=5),
-            result="yes", settlement_value=D("1"),
+            open_time=T0 - timedelta(hours=1),
+            close_time=T0 + timedelta(hours=5),
+            result="yes",
+            settlement_value=D("1"),
         )
         for minutes, last in ((0, "0.30"), (30, "0.50"), (60, "0.70")):
             MarketSnapshot.objects.create(

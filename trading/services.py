@@ -1,0 +1,833 @@
+"""The trading engine's services: decide, execute, reconcile, track and the full cycle.
+
+Jobs, commands and tests all call these functions (STYLE G6/G7). Collaborators (the exchange,
+the forecaster, the clock) are passed in. The execution protocol is RELIABILITY §1.6:
+
+1. decide writes the order intent (``Order`` APPROVED, ``client_order_id`` derived from the
+   decision) in the same transaction as its ``Decision``;
+2. execute checks the gates, marks the order SUBMITTING (committed), sends it **once**, and
+   records ACKED / REJECTED, or UNKNOWN when the outcome cannot be known;
+3. only reconcile resolves SUBMITTING / UNKNOWN, by finding the ``client_order_id`` in the
+   exchange's orders (ACKED) or, after a grace period, not finding it (NOT_PLACED). Never a
+   blind retry. An order of unknown outcome blocks new orders on its market.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from config.logging import redact
+from markets.exchange import (
+    DuplicateOrder,
+    Exchange,
+    ExchangeError,
+    MarketQuote,
+    OrderRejected,
+    OrderRequest,
+)
+from markets.models import Market
+from markets.money import MONEY_QUANTUM, ZERO
+from trading import strategy
+from trading.forecasters import Forecaster
+from trading.models import (
+    AccountSnapshot,
+    Decision,
+    Fill,
+    Forecast,
+    JobLease,
+    JobRun,
+    Order,
+    Position,
+    RiskSettings,
+    Settlement,
+    TradingState,
+    TradingStateChange,
+)
+from trading.reasons import Reason
+
+logger = logging.getLogger(__name__)
+
+CLIENT_ORDER_PREFIX = "kd"
+LEASE_NAME = "trading-cycle"
+LEASE_TTL = timedelta(seconds=110)  # below the django-q2 timeout (120 s)
+UNKNOWN_GRACE = timedelta(seconds=60)  # exchange time an order must be absent before NOT_PLACED
+RECONCILE_MAX_AGE = timedelta(minutes=10)
+
+
+def _crash_point(name: str) -> None:
+    """Fault-injection hook for the kill tests: SIGKILL this process at a named step."""
+    if os.environ.get("KD_CRASH_POINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- Limits, state, leases -----------------------------------------------------------------
+
+
+def risk_limits() -> strategy.RiskLimits:
+    """The hard limits in force now, from the audited ``RiskSettings`` row."""
+    return strategy.RiskLimits.from_object(RiskSettings.load())
+
+
+def trading_state_change(*, state: str, reason: str, user=None) -> TradingState:
+    """Set the kill switch (active / reduce_only / halted), recording who and why."""
+    if state == TradingState.State.HALTED and not reason.strip():
+        raise ValueError("A halt needs a reason.")
+    with transaction.atomic():
+        row = TradingState.objects.select_for_update().get(pk=TradingState.load().pk)
+        old = row.state
+        row.state = state
+        row.reason = reason.strip()
+        row.changed_at = timezone.now()
+        row.changed_by = user
+        row.save(update_fields=["state", "reason", "changed_at", "changed_by"])
+        TradingStateChange.objects.create(
+            changed_by=user, old_state=old, new_state=state, reason=row.reason,
+            live_armed=row.live_armed,
+        )
+    return row
+
+
+def halt(reason: str, user=None) -> TradingState:
+    logger.warning("Trading halted: %s", reason)
+    return trading_state_change(state=TradingState.State.HALTED, reason=reason, user=user)
+
+
+def lease_acquire(name: str, *, owner: str, ttl: timedelta = LEASE_TTL) -> int | None:
+    """Claim the lease ``name`` if it is free or expired; return the fencing token, or None."""
+    now = timezone.now()
+    try:
+        JobLease.objects.get_or_create(name=name, defaults={"expires_at": now - timedelta(1)})
+    except IntegrityError:  # another process created it first
+        pass
+    claimed = JobLease.objects.filter(name=name, expires_at__lt=now).update(
+        owner=owner, token=F("token") + 1, acquired_at=now, expires_at=now + ttl
+    )
+    if claimed != 1:
+        return None
+    return JobLease.objects.values_list("token", flat=True).get(name=name)
+
+
+def lease_held(name: str, token: int) -> bool:
+    return JobLease.objects.filter(name=name, token=token, expires_at__gt=timezone.now()).exists()
+
+
+def lease_release(name: str, token: int) -> None:
+    JobLease.objects.filter(name=name, token=token).update(expires_at=timezone.now())
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Portfolio ------------------------------------------------------------------------------
+
+
+def _state_of(position: Position) -> strategy.PositionState:
+    if position.count == 0:
+        return strategy.PositionState(
+            realized_pnl=position.realized_pnl, fees_paid=position.fees_paid
+        )
+    return strategy.PositionState(
+        side=position.side,
+        count=position.count,
+        cost_basis=position.cost_basis,
+        realized_pnl=position.realized_pnl,
+        fees_paid=position.fees_paid,
+    )
+
+
+def _held_bid(position: Position, quote: MarketQuote | None) -> Decimal | None:
+    if quote is None:
+        return None
+    return quote.yes_bid if position.side == "yes" else quote.no_bid
+
+
+def portfolio_view(
+    *, exchange: Exchange, mode: str, quotes: dict[str, MarketQuote], now: datetime
+) -> strategy.PortfolioView:
+    cash = exchange.balance()
+    open_positions = list(Position.objects.open().filter(mode=mode).select_related("market"))
+    equity = cash
+    exposure: dict[str, Decimal] = {}
+    for position in open_positions:
+        bid = _held_bid(position, quotes.get(position.market.ticker))
+        equity += position.count * bid if bid is not None else position.cost_basis
+        category = position.market.category
+        exposure[category] = exposure.get(category, ZERO) + position.cost_basis
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    opening = (
+        AccountSnapshot.objects.filter(mode=mode, ts__gte=day_start, ts__lte=now)
+        .order_by("ts")
+        .values_list("equity", flat=True)
+        .first()
+    )
+    pending = set(
+        Order.objects.filter(mode=mode, status__in=Order.BLOCKING_STATUSES + ("approved",))
+        .values_list("market__ticker", flat=True)
+    )
+    return strategy.PortfolioView(
+        cash=cash,
+        equity=equity,
+        open_positions=len(open_positions),
+        open_tickers=frozenset(p.market.ticker for p in open_positions),
+        category_exposure=exposure,
+        daily_pnl=(equity - opening) if opening is not None else ZERO,
+        pending_tickers=frozenset(pending),
+        trading_state=TradingState.load().state,
+    )
+
+
+# --- Decide ---------------------------------------------------------------------------------
+
+
+def _market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.MarketView:
+    # Recorded data has no volume: there the volume filter cannot apply (documented).
+    volume = quote.volume if quote.volume else limits.min_volume
+    return strategy.MarketView(
+        ticker=quote.ticker,
+        category=quote.category,
+        status=quote.status,
+        close_time=quote.close_time,
+        volume=volume,
+        yes_bid=quote.yes_bid,
+        yes_ask=quote.yes_ask,
+        no_bid=quote.no_bid,
+        no_ask=quote.no_ask,
+        yes_ask_depth=quote.yes_ask_depth,
+        no_ask_depth=quote.no_ask_depth,
+    )
+
+
+def client_order_id_for(decision: Decision) -> str:
+    """Deterministic: the same decision can never mint a second id (≤ 64 chars)."""
+    return f"{CLIENT_ORDER_PREFIX}-{decision.mode}-{decision.pk}"
+
+
+@dataclass
+class CycleReport:
+    mode: str
+    now: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        return f"{self.mode} cycle at {self.now:%Y-%m-%d %H:%M}: {parts or 'nothing to do'}"
+
+
+def _record_forecast(market: Market, result, *, forecaster: str, mode: str, quote, now) -> Forecast:
+    return Forecast.objects.create(
+        created_at=now,
+        market=market,
+        mode=mode,
+        forecaster=forecaster,
+        model=result.model,
+        prompt_version=result.prompt_version,
+        valid=result.valid and result.probability is not None,
+        error=result.error[:500],
+        probability=result.probability if result.valid else None,
+        confidence=result.confidence if result.valid else None,
+        rationale=result.rationale,
+        key_factors=result.key_factors,
+        market_price=quote.mid.quantize(Decimal("0.0001")) if quote.mid is not None else None,
+        price_shown=result.price_shown,
+        llm_call_id=result.llm_call_id,
+    )
+
+
+def decide_run(
+    *,
+    exchange: Exchange,
+    forecaster: Forecaster,
+    mode: str,
+    now: datetime,
+    run: JobRun | None = None,
+    report: CycleReport | None = None,
+    quotes: list[MarketQuote] | None = None,
+    skill: Callable[[str], bool] | None = None,
+) -> CycleReport:
+    """Forecast and decide every candidate market; write Decisions and order intents."""
+    report = report or CycleReport(mode, now)
+    limits = risk_limits()
+    quotes = exchange.open_markets() if quotes is None else quotes
+    by_ticker = {q.ticker: q for q in quotes}
+    markets = Market.objects.in_bulk(list(by_ticker), field_name="ticker")
+    last_analysed = dict(
+        Decision.objects.filter(mode=mode, market__ticker__in=list(by_ticker))
+        .exclude(reason=Reason.SKIP_RECENTLY_ANALYSED)
+        .values_list("market__ticker")
+        .annotate(last=Max("decided_at"))
+    )
+    portfolio = portfolio_view(exchange=exchange, mode=mode, quotes=by_ticker, now=now)
+    has_skill = skill or (lambda name: True)
+    skipped: list[Decision] = []
+    for quote in quotes:
+        market = markets.get(quote.ticker)
+        if market is None:
+            report.add("unknown_market")
+            continue
+        view = _market_view(quote, limits)
+        reason = strategy.candidate_filter(
+            view, portfolio, limits, now=now, last_analysed_at=last_analysed.get(quote.ticker)
+        )
+        if reason == Reason.SKIP_RECENTLY_ANALYSED:
+            # The decision taken within reanalyse_minutes stands; no new row per cycle.
+            report.add(reason.value)
+            continue
+        if reason is not None:
+            skipped.append(
+                Decision(
+                    created_at=now, decided_at=now, mode=mode, run=run, market=market,
+                    reason=reason.value, details={"filter": reason.value},
+                )
+            )
+            report.add(reason.value)
+            continue
+        result = forecaster.forecast(quote, now=now)
+        forecast = _record_forecast(
+            market, result, forecaster=forecaster.name, mode=mode, quote=quote, now=now
+        )
+        if result.budget_exhausted:
+            decision = strategy.DecisionResult(reason=Reason.AI_BUDGET_EXHAUSTED)
+        else:
+            view_forecast = strategy.ForecastView(
+                probability=forecast.probability,
+                confidence=forecast.confidence,
+                forecaster=forecaster.name,
+                valid=forecast.valid,
+                has_skill=has_skill(forecaster.name),
+            )
+            decision = strategy.decide(view, view_forecast, portfolio, limits, now=now)
+        portfolio = _write_decision(
+            decision, market=market, forecast=forecast, mode=mode, run=run, now=now,
+            portfolio=portfolio, quote=quote,
+        )
+        report.add(decision.reason.value)
+    Decision.objects.bulk_create(skipped, batch_size=500)
+    return report
+
+
+def _write_decision(
+    result: strategy.DecisionResult,
+    *,
+    market: Market,
+    forecast: Forecast | None,
+    mode: str,
+    run: JobRun | None,
+    now: datetime,
+    portfolio: strategy.PortfolioView,
+    quote: MarketQuote,
+    purpose: str = Order.Purpose.OPEN,
+    action: str = "buy",
+) -> strategy.PortfolioView:
+    """Write the Decision and, when traded, its order intent in one transaction."""
+    traded = result.reason in (Reason.TRADED, Reason.EXIT) and result.count
+    with transaction.atomic():
+        decision = Decision.objects.create(
+            created_at=now,
+            decided_at=now,
+            mode=mode,
+            run=run,
+            market=market,
+            forecast=forecast,
+            reason=result.reason.value,
+            side=result.side or "",
+            action=action if traded else "",
+            price=result.price,
+            count=result.count if traded else None,
+            edge=result.edge.edge.quantize(Decimal("0.000001")) if result.edge else None,
+            details=_jsonable(result.details),
+        )
+        if not traded:
+            return portfolio
+        side_price = result.price
+        yes_price = side_price if result.side == "yes" else 1 - side_price
+        max_cost = None
+        if action == "buy":
+            max_cost = strategy.order_cost(result.count, side_price).quantize(MONEY_QUANTUM)
+        Order.objects.create(
+            created_at=now,
+            mode=mode,
+            decision=decision,
+            market=market,
+            client_order_id=client_order_id_for(decision),
+            purpose=purpose,
+            side=result.side,
+            action=action,
+            yes_price=yes_price,
+            count=result.count,
+            max_cost=max_cost,
+            status=Order.Status.APPROVED,
+        )
+    if action != "buy":
+        return portfolio
+    cost = strategy.order_cost(result.count, side_price)
+    exposure = dict(portfolio.category_exposure)
+    exposure[quote.category] = exposure.get(quote.category, ZERO) + cost
+    return strategy.PortfolioView(
+        cash=portfolio.cash - cost,
+        equity=portfolio.equity,
+        # Pending orders count against the open-positions limit in the strategy itself.
+        open_positions=portfolio.open_positions,
+        open_tickers=portfolio.open_tickers,
+        category_exposure=exposure,
+        daily_pnl=portfolio.daily_pnl,
+        pending_tickers=portfolio.pending_tickers | {market.ticker},
+        trading_state=portfolio.trading_state,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal | datetime):
+        return str(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return _jsonable(asdict(value))
+    return value
+
+
+# --- Execute --------------------------------------------------------------------------------
+
+
+def _gate(
+    exchange: Exchange, mode: str, state: TradingState, reconciled_at: datetime | None
+) -> str | None:
+    """Why no order may be sent now, or None."""
+    if state.state == TradingState.State.HALTED:
+        return f"trading halted: {state.reason}"
+    if exchange.places_real_orders and not (
+        settings.TRADING_MODE == "live" and mode == "live" and state.live_armed
+    ):
+        return "live trading is not armed"
+    status = exchange.status()
+    if not (status.exchange_active and status.trading_active):
+        return "exchange is not trading"
+    if reconciled_at is None or timezone.now() - reconciled_at > RECONCILE_MAX_AGE:
+        return "no successful reconcile in the last 10 minutes"
+    return None
+
+
+def execute_run(
+    *, exchange: Exchange, mode: str, now: datetime, lease_token: int | None = None,
+    report: CycleReport | None = None, reconciled_at: datetime | None = None,
+) -> CycleReport:
+    """Send every APPROVED intent once, behind the gates. See the module docstring.
+
+    ``reconciled_at`` is the wall time of the last successful reconcile; without a fresh one
+    nothing is sent.
+    """
+    report = report or CycleReport(mode, now)
+    approved = list(
+        Order.objects.filter(mode=mode, status=Order.Status.APPROVED)
+        .select_related("market")
+        .order_by("pk")
+    )
+    if not approved:
+        return report
+    state = TradingState.load()
+    blocked = _gate(exchange, mode, state, reconciled_at)
+    if blocked:
+        report.add("orders_gated", len(approved))
+        logger.info("Orders held back: %s", blocked)
+        return report
+    for order in approved:
+        if state.state == TradingState.State.REDUCE_ONLY and order.purpose == Order.Purpose.OPEN:
+            order.transition(Order.Status.NOT_PLACED, error_message="reduce-only mode")
+            report.add("orders_not_placed")
+            continue
+        if Order.objects.blocking().filter(market=order.market, mode=mode).exists():
+            report.add("orders_blocked_unknown")
+            continue
+        if lease_token is not None and not lease_held(LEASE_NAME, lease_token):
+            report.add("lease_lost")
+            break
+        if not order.transition(Order.Status.SUBMITTING, submitted_at=now, lease_token=lease_token):
+            continue  # another process got there first
+        _crash_point("before_send")
+        _send_once(exchange, order, report)
+    return report
+
+
+def _send_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
+    request = OrderRequest(
+        client_order_id=order.client_order_id,
+        ticker=order.market.ticker,
+        side=order.side,
+        action=order.action,
+        yes_price=order.yes_price,
+        count=order.count,
+        time_in_force=order.time_in_force,
+        max_cost=order.max_cost,
+        reduce_only=order.purpose == Order.Purpose.EXIT,
+    )
+    try:
+        ack = exchange.place_order(request)
+    except DuplicateOrder:
+        # The exchange already has it: reconciliation adopts it. Stay SUBMITTING.
+        report.add("orders_duplicate")
+        return
+    except OrderRejected as exc:
+        order.transition(
+            Order.Status.REJECTED, error_code=exc.code[:64], error_message=redact(exc.message)[:500]
+        )
+        report.add("orders_rejected")
+        return
+    except Exception as exc:  # timeout, 5xx, 429, 2xx without order, parse error, bug
+        message = exc.message if isinstance(exc, ExchangeError) else repr(exc)
+        order.transition(Order.Status.UNKNOWN, error_message=redact(message)[:500])
+        report.add("orders_unknown")
+        return
+    _crash_point("after_send")
+    status = Order.Status.ACKED
+    if ack.filled_count >= order.count:
+        status = Order.Status.FILLED
+    elif ack.filled_count > 0:
+        status = Order.Status.PARTIALLY_FILLED
+    elif ack.status == "canceled":
+        status = Order.Status.CANCELED
+    order.transition(status, exchange_order_id=ack.order_id)
+    _crash_point("after_commit")
+    report.add("orders_placed")
+
+
+# --- Reconcile ------------------------------------------------------------------------------
+
+
+def _decision_id_from(client_order_id: str, mode: str) -> int | None:
+    prefix = f"{CLIENT_ORDER_PREFIX}-{mode}-"
+    if client_order_id.startswith(prefix) and client_order_id[len(prefix):].isdigit():
+        return int(client_order_id[len(prefix):])
+    return None
+
+
+_EXCHANGE_STATUS = {
+    "executed": Order.Status.FILLED,
+    "canceled": Order.Status.CANCELED,
+    "resting": Order.Status.ACKED,
+}
+
+
+def _exchange_status(ex_order) -> str:
+    if ex_order.status == "resting" and ex_order.filled_count > 0:
+        return Order.Status.PARTIALLY_FILLED
+    if ex_order.status == "canceled" and ex_order.filled_count >= ex_order.count:
+        return Order.Status.FILLED
+    return _EXCHANGE_STATUS.get(ex_order.status, Order.Status.ACKED)
+
+
+def _advance(order: Order, target: str, **fields: Any) -> None:
+    """Walk an order forward to ``target`` through legal steps (e.g. UNKNOWN → ACKED → FILLED)."""
+    if order.status == target and not fields:
+        return
+    for step in (target, Order.Status.ACKED):
+        if step in Order.TRANSITIONS.get(order.status, ()):
+            order.transition(step, **fields)
+            fields = {}
+            if order.status == target:
+                return
+    if target in Order.TRANSITIONS.get(order.status, ()):
+        order.transition(target)
+
+
+def reconcile_run(
+    *, exchange: Exchange, mode: str, now: datetime, report: CycleReport | None = None,
+    run: JobRun | None = None,
+) -> CycleReport:
+    """Bring our books in line with the exchange; halt on what cannot be explained."""
+    report = report or CycleReport(mode, now)
+    ex_orders = exchange.orders()
+    ours = {o.client_order_id: o for o in Order.objects.filter(mode=mode).select_related("market")}
+    problems: list[str] = []
+    seen_ids = set()
+    for ex in ex_orders:
+        seen_ids.add(ex.client_order_id)
+        order = ours.get(ex.client_order_id)
+        if order is None:
+            decision_id = _decision_id_from(ex.client_order_id, mode)
+            decision = Decision.objects.filter(pk=decision_id, mode=mode).first() if decision_id else None
+            if decision is None:
+                problems.append(f"foreign order {ex.order_id} on {ex.ticker}")
+                continue
+            order = _adopt(decision, ex, mode=mode, now=now)
+            report.add("orders_adopted")
+        target = _exchange_status(ex)
+        if order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
+            report.add("orders_resolved")
+        if order.exchange_order_id is None or order.status != target:
+            _advance(order, target, **({} if order.exchange_order_id else {"exchange_order_id": ex.order_id}))
+        if order.filled_count != ex.filled_count or order.fees_paid != ex.fees:
+            Order.objects.filter(pk=order.pk).update(
+                filled_count=ex.filled_count, fees_paid=ex.fees, updated_at=timezone.now()
+            )
+    exchange_now = exchange.now()
+    for order in ours.values():
+        if order.client_order_id in seen_ids:
+            continue
+        if order.status in Order.BLOCKING_STATUSES:
+            sent = order.submitted_at or order.created_at
+            if exchange_now - sent >= UNKNOWN_GRACE:
+                # Listed after the grace period and absent: it was never placed.
+                if order.status == Order.Status.SUBMITTING:
+                    order.transition(Order.Status.UNKNOWN)
+                order.transition(Order.Status.NOT_PLACED, error_message="not found on the exchange")
+                report.add("orders_not_placed")
+    _reconcile_fills(exchange, mode, report)
+    _reconcile_settlements(exchange, mode, report)
+    problems += _compare_positions(exchange, mode)
+    if problems:
+        halt("; ".join(problems)[:500])
+        report.add("halted")
+    quotes = {q.ticker: q for q in exchange.open_markets()}
+    view = portfolio_view(exchange=exchange, mode=mode, quotes=quotes, now=now)
+    AccountSnapshot.objects.update_or_create(
+        mode=mode, ts=now,
+        defaults={
+            "cash": view.cash,
+            "equity": view.equity.quantize(MONEY_QUANTUM),
+            "open_positions": view.open_positions,
+            "realized_pnl": sum(
+                Position.objects.filter(mode=mode).values_list("realized_pnl", flat=True), ZERO
+            ),
+        },
+    )
+    return report
+
+
+def _adopt(decision: Decision, ex, *, mode: str, now: datetime) -> Order:
+    """An order with our prefix we have no row for (crash before our insert): adopt it."""
+    market = Market.objects.get(ticker=ex.ticker)
+    return Order.objects.create(
+        created_at=now, mode=mode, decision=decision, market=market,
+        client_order_id=ex.client_order_id, side=ex.side, action=ex.action,
+        yes_price=ex.yes_price, count=ex.count, status=Order.Status.UNKNOWN,
+    )
+
+
+def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None:
+    ex_fills = exchange.fills()
+    known = set(Fill.objects.filter(fill_id__in=[f.fill_id for f in ex_fills]).values_list("fill_id", flat=True))
+    new = [f for f in ex_fills if f.fill_id not in known]
+    if not new:
+        return
+    orders = {
+        o.exchange_order_id: o
+        for o in Order.objects.filter(exchange_order_id__in=[f.order_id for f in new])
+    }
+    markets = Market.objects.in_bulk([f.ticker for f in new], field_name="ticker")
+    for ex in sorted(new, key=lambda f: (f.executed_at, f.fill_id)):
+        order = orders.get(ex.order_id)
+        with transaction.atomic():
+            Fill.objects.create(
+                fill_id=ex.fill_id, mode=mode, order=order, exchange_order_id=ex.order_id,
+                market=markets[ex.ticker], side=ex.side, action=ex.action, count=ex.count,
+                yes_price=ex.yes_price, fee=ex.fee, is_taker=ex.is_taker,
+                executed_at=ex.executed_at,
+            )
+            _apply_fill_to_position(ex, markets[ex.ticker], mode, order)
+        report.add("fills")
+
+
+def _apply_fill_to_position(ex, market: Market, mode: str, order: Order | None) -> None:
+    position = Position.objects.select_for_update().filter(mode=mode, market=market, status="open").first()
+    state = _state_of(position) if position else strategy.PositionState()
+    side_price = ex.yes_price if ex.side == "yes" else 1 - ex.yes_price
+    new, _realized = strategy.apply_fill(state, ex.side, ex.action, ex.count, side_price, ex.fee)
+    if position is None:
+        position = Position(mode=mode, market=market, opened_at=ex.executed_at, side=new.side or ex.side)
+    position.side = new.side or position.side
+    position.count = new.count
+    position.cost_basis = new.cost_basis.quantize(MONEY_QUANTUM)
+    position.realized_pnl = new.realized_pnl.quantize(MONEY_QUANTUM)
+    position.fees_paid = new.fees_paid.quantize(MONEY_QUANTUM)
+    position.updated_at = timezone.now()
+    if new.count == 0:
+        position.status = Position.Status.CLOSED
+        position.closed_at = ex.executed_at
+        position.close_reason = "exit" if order and order.purpose == Order.Purpose.EXIT else "netted"
+    position.save()
+
+
+def _reconcile_settlements(exchange: Exchange, mode: str, report: CycleReport) -> None:
+    for ex in exchange.settlements():
+        market = Market.objects.filter(ticker=ex.ticker).first()
+        if market is None or Settlement.objects.filter(mode=mode, market=market).exists():
+            continue
+        with transaction.atomic():
+            position = (
+                Position.objects.select_for_update()
+                .filter(mode=mode, market=market, status="open")
+                .first()
+            )
+            realized = ZERO
+            cost = ZERO
+            if position is not None:
+                state = _state_of(position)
+                cost = state.cost_basis
+                value = market.settlement_value if ex.result == "scalar" else None
+                new, realized = strategy.settle_position(state, ex.result, value, fee=ex.fee)
+                position.count = ZERO
+                position.cost_basis = ZERO
+                position.realized_pnl = new.realized_pnl.quantize(MONEY_QUANTUM)
+                position.fees_paid = new.fees_paid.quantize(MONEY_QUANTUM)
+                position.status = Position.Status.CLOSED
+                position.closed_at = ex.settled_at
+                position.close_reason = f"settled_{ex.result}"
+                position.save()
+            Settlement.objects.create(
+                mode=mode, market=market, position=position, result=ex.result,
+                yes_count=ex.yes_count, no_count=ex.no_count, cost_basis=cost,
+                payout=ex.revenue, fee=ex.fee, realized_pnl=realized.quantize(MONEY_QUANTUM),
+                settled_at=ex.settled_at,
+            )
+        report.add("settlements")
+
+
+def _compare_positions(exchange: Exchange, mode: str) -> list[str]:
+    theirs = {p.ticker: p.position for p in exchange.positions()}
+    ours = {
+        p.market.ticker: (p.count if p.side == "yes" else -p.count)
+        for p in Position.objects.open().filter(mode=mode).select_related("market")
+    }
+    problems = []
+    for ticker in sorted(set(theirs) | set(ours)):
+        if theirs.get(ticker, ZERO) != ours.get(ticker, ZERO):
+            problems.append(
+                f"position mismatch on {ticker}: exchange {theirs.get(ticker, ZERO)}, "
+                f"ours {ours.get(ticker, ZERO)}"
+            )
+    return problems
+
+
+# --- Track: exits ---------------------------------------------------------------------------
+
+
+def track_run(
+    *, exchange: Exchange, mode: str, now: datetime, run: JobRun | None = None,
+    report: CycleReport | None = None, quotes: list[MarketQuote] | None = None,
+) -> CycleReport:
+    """Turn exit signals (stop-loss, take-profit, max hold, ahead of close) into sell intents."""
+    report = report or CycleReport(mode, now)
+    limits = risk_limits()
+    by_ticker = {q.ticker: q for q in (exchange.open_markets() if quotes is None else quotes)}
+    pending = set(
+        Order.objects.filter(mode=mode, status__in=Order.OPEN_STATUSES).values_list(
+            "market_id", flat=True
+        )
+    )
+    for position in Position.objects.open().filter(mode=mode).select_related("market"):
+        if position.market_id in pending:
+            continue
+        quote = by_ticker.get(position.market.ticker)
+        bid = _held_bid(position, quote)
+        if quote is None or bid is None:
+            continue
+        view = strategy.PositionView(
+            ticker=position.market.ticker, side=position.side, count=position.count,
+            avg_price=position.cost_basis / position.count, opened_at=position.opened_at,
+            close_time=position.market.close_time, bid=bid,
+        )
+        signal_ = strategy.exit_signal(view, limits, now=now)
+        if signal_ is None:
+            continue
+        result = strategy.DecisionResult(
+            reason=Reason.EXIT, side=signal_.side, price=signal_.price, count=signal_.count,
+            details={"exit": signal_.reason.value, **signal_.details},
+        )
+        _write_decision(
+            result, market=position.market, forecast=None, mode=mode, run=run, now=now,
+            portfolio=strategy.PortfolioView(cash=ZERO, equity=ZERO), quote=quote,
+            purpose=Order.Purpose.EXIT, action="sell",
+        )
+        report.add(f"exit_{signal_.reason.value}")
+    return report
+
+
+# --- The cycle ------------------------------------------------------------------------------
+
+
+def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> JobRun:
+    """Run ``fn`` under the trading lease and record the run (the heartbeat /health/ reads)."""
+    token = lease_acquire(LEASE_NAME, owner=_owner())
+    if token is None:
+        return JobRun.objects.create(
+            job=job, mode=mode, status=JobRun.Status.SKIPPED, finished_at=timezone.now(),
+            summary="skipped: another run holds the lease",
+        )
+    run = JobRun.objects.create(job=job, mode=mode)
+    try:
+        report = fn(run, token)
+    except Exception as exc:
+        logger.exception("Job %s failed", job)
+        run.status = JobRun.Status.FAILED
+        run.error = redact("".join(traceback.format_exception_only(type(exc), exc)))[:5000]
+        run.summary = f"failed: {type(exc).__name__}"
+    else:
+        run.status = JobRun.Status.OK
+        run.counts = report.counts
+        run.summary = report.summary()[:500]
+        run.simulated_now = report.now
+    finally:
+        lease_release(LEASE_NAME, token)
+    run.finished_at = timezone.now()
+    run.heartbeat_at = run.finished_at
+    run.save()
+    return run
+
+
+def trading_cycle_run(
+    *, exchange: Exchange, forecaster: Forecaster, mode: str, token: int | None = None,
+    run: JobRun | None = None, skill: Callable[[str], bool] | None = None,
+) -> CycleReport:
+    """One full cycle: reconcile, decide, execute, track exits, execute, reconcile."""
+    now = exchange.now()
+    report = CycleReport(mode, now)
+    reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run)
+    reconciled_at = timezone.now()
+    quotes = exchange.open_markets()
+    decide_run(
+        exchange=exchange, forecaster=forecaster, mode=mode, now=now, run=run, report=report,
+        quotes=quotes, skill=skill,
+    )
+    execute_run(
+        exchange=exchange, mode=mode, now=now, lease_token=token, report=report,
+        reconciled_at=reconciled_at,
+    )
+    track_run(exchange=exchange, mode=mode, now=now, run=run, report=report, quotes=quotes)
+    execute_run(
+        exchange=exchange, mode=mode, now=now, lease_token=token, report=report,
+        reconciled_at=reconciled_at,
+    )
+    reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run)
+    return report
+
+
+__all__ = [
+    "CycleReport",
+    "decide_run",
+    "execute_run",
+    "reconcile_run",
+    "track_run",
+    "trading_cycle_run",
+    "run_job",
+    "halt",
+    "trading_state_change",
+]
