@@ -21,7 +21,9 @@ def replay_clock() -> datetime:
         start = Market.objects.filter(source=Source.RECORDED).aggregate(t=Min("open_time"))["t"]
         if start is None:
             raise RuntimeError("No recorded markets: run manage.py load_recorded_markets first.")
-        TradingState.objects.filter(pk=state.pk, replay_clock__isnull=True).update(replay_clock=start)
+        TradingState.objects.filter(pk=state.pk, replay_clock__isnull=True).update(
+            replay_clock=start
+        )
         state.refresh_from_db()
     return state.replay_clock
 

@@ -95,7 +95,10 @@ def trading_state_change(*, state: str, reason: str, user=None) -> TradingState:
         row.changed_by = user
         row.save(update_fields=["state", "reason", "changed_at", "changed_by"])
         TradingStateChange.objects.create(
-            changed_by=user, old_state=old, new_state=state, reason=row.reason,
+            changed_by=user,
+            old_state=old,
+            new_state=state,
+            reason=row.reason,
             live_armed=row.live_armed,
         )
     return row
@@ -176,8 +179,9 @@ def portfolio_view(
         .first()
     )
     pending = set(
-        Order.objects.filter(mode=mode, status__in=Order.BLOCKING_STATUSES + ("approved",))
-        .values_list("market__ticker", flat=True)
+        Order.objects.filter(
+            mode=mode, status__in=Order.BLOCKING_STATUSES + ("approved",)
+        ).values_list("market__ticker", flat=True)
     )
     return strategy.PortfolioView(
         cash=cash,
@@ -293,8 +297,13 @@ def decide_run(
         if reason is not None:
             skipped.append(
                 Decision(
-                    created_at=now, decided_at=now, mode=mode, run=run, market=market,
-                    reason=reason.value, details={"filter": reason.value},
+                    created_at=now,
+                    decided_at=now,
+                    mode=mode,
+                    run=run,
+                    market=market,
+                    reason=reason.value,
+                    details={"filter": reason.value},
                 )
             )
             report.add(reason.value)
@@ -315,8 +324,14 @@ def decide_run(
             )
             decision = strategy.decide(view, view_forecast, portfolio, limits, now=now)
         portfolio = _write_decision(
-            decision, market=market, forecast=forecast, mode=mode, run=run, now=now,
-            portfolio=portfolio, quote=quote,
+            decision,
+            market=market,
+            forecast=forecast,
+            mode=mode,
+            run=run,
+            now=now,
+            portfolio=portfolio,
+            quote=quote,
         )
         report.add(decision.reason.value)
     Decision.objects.bulk_create(skipped, batch_size=500)
@@ -427,8 +442,13 @@ def _gate(
 
 
 def execute_run(
-    *, exchange: Exchange, mode: str, now: datetime, lease_token: int | None = None,
-    report: CycleReport | None = None, reconciled_at: datetime | None = None,
+    *,
+    exchange: Exchange,
+    mode: str,
+    now: datetime,
+    lease_token: int | None = None,
+    report: CycleReport | None = None,
+    reconciled_at: datetime | None = None,
 ) -> CycleReport:
     """Send every APPROVED intent once, behind the gates. See the module docstring.
 
@@ -514,8 +534,8 @@ def _send_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
 
 def _decision_id_from(client_order_id: str, mode: str) -> int | None:
     prefix = f"{CLIENT_ORDER_PREFIX}-{mode}-"
-    if client_order_id.startswith(prefix) and client_order_id[len(prefix):].isdigit():
-        return int(client_order_id[len(prefix):])
+    if client_order_id.startswith(prefix) and client_order_id[len(prefix) :].isdigit():
+        return int(client_order_id[len(prefix) :])
     return None
 
 
@@ -549,7 +569,11 @@ def _advance(order: Order, target: str, **fields: Any) -> None:
 
 
 def reconcile_run(
-    *, exchange: Exchange, mode: str, now: datetime, report: CycleReport | None = None,
+    *,
+    exchange: Exchange,
+    mode: str,
+    now: datetime,
+    report: CycleReport | None = None,
     run: JobRun | None = None,
 ) -> CycleReport:
     """Bring our books in line with the exchange; halt on what cannot be explained."""
@@ -563,7 +587,9 @@ def reconcile_run(
         order = ours.get(ex.client_order_id)
         if order is None:
             decision_id = _decision_id_from(ex.client_order_id, mode)
-            decision = Decision.objects.filter(pk=decision_id, mode=mode).first() if decision_id else None
+            decision = (
+                Decision.objects.filter(pk=decision_id, mode=mode).first() if decision_id else None
+            )
             if decision is None:
                 problems.append(f"foreign order {ex.order_id} on {ex.ticker}")
                 continue
@@ -573,7 +599,11 @@ def reconcile_run(
         if order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
             report.add("orders_resolved")
         if order.exchange_order_id is None or order.status != target:
-            _advance(order, target, **({} if order.exchange_order_id else {"exchange_order_id": ex.order_id}))
+            _advance(
+                order,
+                target,
+                **({} if order.exchange_order_id else {"exchange_order_id": ex.order_id}),
+            )
         if order.filled_count != ex.filled_count or order.fees_paid != ex.fees:
             Order.objects.filter(pk=order.pk).update(
                 filled_count=ex.filled_count, fees_paid=ex.fees, updated_at=timezone.now()
@@ -599,7 +629,8 @@ def reconcile_run(
     quotes = {q.ticker: q for q in exchange.open_markets()}
     view = portfolio_view(exchange=exchange, mode=mode, quotes=quotes, now=now)
     AccountSnapshot.objects.update_or_create(
-        mode=mode, ts=now,
+        mode=mode,
+        ts=now,
         defaults={
             "cash": view.cash,
             "equity": view.equity.quantize(MONEY_QUANTUM),
@@ -616,15 +647,26 @@ def _adopt(decision: Decision, ex, *, mode: str, now: datetime) -> Order:
     """An order with our prefix we have no row for (crash before our insert): adopt it."""
     market = Market.objects.get(ticker=ex.ticker)
     return Order.objects.create(
-        created_at=now, mode=mode, decision=decision, market=market,
-        client_order_id=ex.client_order_id, side=ex.side, action=ex.action,
-        yes_price=ex.yes_price, count=ex.count, status=Order.Status.UNKNOWN,
+        created_at=now,
+        mode=mode,
+        decision=decision,
+        market=market,
+        client_order_id=ex.client_order_id,
+        side=ex.side,
+        action=ex.action,
+        yes_price=ex.yes_price,
+        count=ex.count,
+        status=Order.Status.UNKNOWN,
     )
 
 
 def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None:
     ex_fills = exchange.fills()
-    known = set(Fill.objects.filter(fill_id__in=[f.fill_id for f in ex_fills]).values_list("fill_id", flat=True))
+    known = set(
+        Fill.objects.filter(fill_id__in=[f.fill_id for f in ex_fills]).values_list(
+            "fill_id", flat=True
+        )
+    )
     new = [f for f in ex_fills if f.fill_id not in known]
     if not new:
         return
@@ -637,9 +679,17 @@ def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None
         order = orders.get(ex.order_id)
         with transaction.atomic():
             Fill.objects.create(
-                fill_id=ex.fill_id, mode=mode, order=order, exchange_order_id=ex.order_id,
-                market=markets[ex.ticker], side=ex.side, action=ex.action, count=ex.count,
-                yes_price=ex.yes_price, fee=ex.fee, is_taker=ex.is_taker,
+                fill_id=ex.fill_id,
+                mode=mode,
+                order=order,
+                exchange_order_id=ex.order_id,
+                market=markets[ex.ticker],
+                side=ex.side,
+                action=ex.action,
+                count=ex.count,
+                yes_price=ex.yes_price,
+                fee=ex.fee,
+                is_taker=ex.is_taker,
                 executed_at=ex.executed_at,
             )
             _apply_fill_to_position(ex, markets[ex.ticker], mode, order)
@@ -647,12 +697,16 @@ def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None
 
 
 def _apply_fill_to_position(ex, market: Market, mode: str, order: Order | None) -> None:
-    position = Position.objects.select_for_update().filter(mode=mode, market=market, status="open").first()
+    position = (
+        Position.objects.select_for_update().filter(mode=mode, market=market, status="open").first()
+    )
     state = _state_of(position) if position else strategy.PositionState()
     side_price = ex.yes_price if ex.side == "yes" else 1 - ex.yes_price
     new, _realized = strategy.apply_fill(state, ex.side, ex.action, ex.count, side_price, ex.fee)
     if position is None:
-        position = Position(mode=mode, market=market, opened_at=ex.executed_at, side=new.side or ex.side)
+        position = Position(
+            mode=mode, market=market, opened_at=ex.executed_at, side=new.side or ex.side
+        )
     position.side = new.side or position.side
     position.count = new.count
     position.cost_basis = new.cost_basis.quantize(MONEY_QUANTUM)
@@ -662,7 +716,9 @@ def _apply_fill_to_position(ex, market: Market, mode: str, order: Order | None) 
     if new.count == 0:
         position.status = Position.Status.CLOSED
         position.closed_at = ex.executed_at
-        position.close_reason = "exit" if order and order.purpose == Order.Purpose.EXIT else "netted"
+        position.close_reason = (
+            "exit" if order and order.purpose == Order.Purpose.EXIT else "netted"
+        )
     position.save()
 
 
@@ -693,9 +749,16 @@ def _reconcile_settlements(exchange: Exchange, mode: str, report: CycleReport) -
                 position.close_reason = f"settled_{ex.result}"
                 position.save()
             Settlement.objects.create(
-                mode=mode, market=market, position=position, result=ex.result,
-                yes_count=ex.yes_count, no_count=ex.no_count, cost_basis=cost,
-                payout=ex.revenue, fee=ex.fee, realized_pnl=realized.quantize(MONEY_QUANTUM),
+                mode=mode,
+                market=market,
+                position=position,
+                result=ex.result,
+                yes_count=ex.yes_count,
+                no_count=ex.no_count,
+                cost_basis=cost,
+                payout=ex.revenue,
+                fee=ex.fee,
+                realized_pnl=realized.quantize(MONEY_QUANTUM),
                 settled_at=ex.settled_at,
             )
         report.add("settlements")
@@ -721,8 +784,13 @@ def _compare_positions(exchange: Exchange, mode: str) -> list[str]:
 
 
 def track_run(
-    *, exchange: Exchange, mode: str, now: datetime, run: JobRun | None = None,
-    report: CycleReport | None = None, quotes: list[MarketQuote] | None = None,
+    *,
+    exchange: Exchange,
+    mode: str,
+    now: datetime,
+    run: JobRun | None = None,
+    report: CycleReport | None = None,
+    quotes: list[MarketQuote] | None = None,
 ) -> CycleReport:
     """Turn exit signals (stop-loss, take-profit, max hold, ahead of close) into sell intents."""
     report = report or CycleReport(mode, now)
@@ -741,21 +809,35 @@ def track_run(
         if quote is None or bid is None:
             continue
         view = strategy.PositionView(
-            ticker=position.market.ticker, side=position.side, count=position.count,
-            avg_price=position.cost_basis / position.count, opened_at=position.opened_at,
-            close_time=position.market.close_time, bid=bid,
+            ticker=position.market.ticker,
+            side=position.side,
+            count=position.count,
+            avg_price=position.cost_basis / position.count,
+            opened_at=position.opened_at,
+            close_time=position.market.close_time,
+            bid=bid,
         )
         signal_ = strategy.exit_signal(view, limits, now=now)
         if signal_ is None:
             continue
         result = strategy.DecisionResult(
-            reason=Reason.EXIT, side=signal_.side, price=signal_.price, count=signal_.count,
+            reason=Reason.EXIT,
+            side=signal_.side,
+            price=signal_.price,
+            count=signal_.count,
             details={"exit": signal_.reason.value, **signal_.details},
         )
         _write_decision(
-            result, market=position.market, forecast=None, mode=mode, run=run, now=now,
-            portfolio=strategy.PortfolioView(cash=ZERO, equity=ZERO), quote=quote,
-            purpose=Order.Purpose.EXIT, action="sell",
+            result,
+            market=position.market,
+            forecast=None,
+            mode=mode,
+            run=run,
+            now=now,
+            portfolio=strategy.PortfolioView(cash=ZERO, equity=ZERO),
+            quote=quote,
+            purpose=Order.Purpose.EXIT,
+            action="sell",
         )
         report.add(f"exit_{signal_.reason.value}")
     return report
@@ -769,7 +851,10 @@ def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> Jo
     token = lease_acquire(LEASE_NAME, owner=_owner())
     if token is None:
         return JobRun.objects.create(
-            job=job, mode=mode, status=JobRun.Status.SKIPPED, finished_at=timezone.now(),
+            job=job,
+            mode=mode,
+            status=JobRun.Status.SKIPPED,
+            finished_at=timezone.now(),
             summary="skipped: another run holds the lease",
         )
     run = JobRun.objects.create(job=job, mode=mode)
@@ -794,8 +879,13 @@ def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> Jo
 
 
 def trading_cycle_run(
-    *, exchange: Exchange, forecaster: Forecaster, mode: str, token: int | None = None,
-    run: JobRun | None = None, skill: Callable[[str], bool] | None = None,
+    *,
+    exchange: Exchange,
+    forecaster: Forecaster,
+    mode: str,
+    token: int | None = None,
+    run: JobRun | None = None,
+    skill: Callable[[str], bool] | None = None,
 ) -> CycleReport:
     """One full cycle: reconcile, decide, execute, track exits, execute, reconcile."""
     now = exchange.now()
@@ -804,16 +894,30 @@ def trading_cycle_run(
     reconciled_at = timezone.now()
     quotes = exchange.open_markets()
     decide_run(
-        exchange=exchange, forecaster=forecaster, mode=mode, now=now, run=run, report=report,
-        quotes=quotes, skill=skill,
+        exchange=exchange,
+        forecaster=forecaster,
+        mode=mode,
+        now=now,
+        run=run,
+        report=report,
+        quotes=quotes,
+        skill=skill,
     )
     execute_run(
-        exchange=exchange, mode=mode, now=now, lease_token=token, report=report,
+        exchange=exchange,
+        mode=mode,
+        now=now,
+        lease_token=token,
+        report=report,
         reconciled_at=reconciled_at,
     )
     track_run(exchange=exchange, mode=mode, now=now, run=run, report=report, quotes=quotes)
     execute_run(
-        exchange=exchange, mode=mode, now=now, lease_token=token, report=report,
+        exchange=exchange,
+        mode=mode,
+        now=now,
+        lease_token=token,
+        report=report,
         reconciled_at=reconciled_at,
     )
     reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run)

@@ -15,7 +15,16 @@ from tests.base import make_event, make_market
 from tests.sim import T0, StaticQuotes, quote
 from trading import services
 from trading.forecasters import ForecastResult
-from trading.models import Decision, Fill, JobLease, JobRun, Order, Position, Settlement, TradingState
+from trading.models import (
+    Decision,
+    Fill,
+    JobLease,
+    JobRun,
+    Order,
+    Position,
+    Settlement,
+    TradingState,
+)
 
 
 class ConfidentForecaster:
@@ -114,7 +123,9 @@ class EngineTests(TestCase):
         self.assertEqual(order.status, Order.Status.UNKNOWN)
         # Another intent on the same market is not sent while the first is unknown.
         self.quotes.clock += timedelta(hours=2)
-        services.decide_run(exchange=exchange, forecaster=self.forecaster, mode="paper", now=self.quotes.clock)
+        services.decide_run(
+            exchange=exchange, forecaster=self.forecaster, mode="paper", now=self.quotes.clock
+        )
         self.assertFalse(Order.objects.filter(status="approved").exists())
         # Reconciliation finds our client_order_id on the exchange and adopts the outcome.
         services.reconcile_run(exchange=exchange, mode="paper", now=self.quotes.clock)
@@ -148,7 +159,9 @@ class EngineTests(TestCase):
         self.assertTrue(Decision.objects.filter(reason="trading_halted").exists())
 
     def test_approved_intents_wait_without_a_fresh_reconcile(self):
-        services.decide_run(exchange=self.exchange, forecaster=self.forecaster, mode="paper", now=T0)
+        services.decide_run(
+            exchange=self.exchange, forecaster=self.forecaster, mode="paper", now=T0
+        )
         report = services.execute_run(exchange=self.exchange, mode="paper", now=T0)
         self.assertEqual(report.counts, {"orders_gated": 1})
         self.assertEqual(SimOrder.objects.count(), 0)
@@ -156,9 +169,7 @@ class EngineTests(TestCase):
     def test_a_foreign_order_on_the_exchange_halts_trading(self):
         from markets.exchange import OrderRequest
 
-        self.exchange.place_order(
-            OrderRequest("manual-1", "MKT", "yes", "buy", D("0.30"), D("1"))
-        )
+        self.exchange.place_order(OrderRequest("manual-1", "MKT", "yes", "buy", D("0.30"), D("1")))
         self.cycle()
         state = TradingState.load()
         self.assertEqual(state.state, "halted")

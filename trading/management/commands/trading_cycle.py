@@ -14,7 +14,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--mode", choices=["replay", "paper", "live"], default=None)
         parser.add_argument(
-            "--burst", type=float, default=0,
+            "--burst",
+            type=float,
+            default=0,
             help="replay only: keep running cycles for this many seconds",
         )
 

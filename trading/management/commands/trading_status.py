@@ -27,7 +27,9 @@ class Command(BaseCommand):
             lines.append(f"Replay clock: {state.replay_clock or 'not started'}")
         snap = AccountSnapshot.objects.filter(mode=mode).order_by("-ts").first()
         if snap:
-            lines.append(f"Cash: {format_dollars(snap.cash)}   Equity: {format_dollars(snap.equity)}")
+            lines.append(
+                f"Cash: {format_dollars(snap.cash)}   Equity: {format_dollars(snap.equity)}"
+            )
         realized = Position.objects.filter(mode=mode).aggregate(s=Sum("realized_pnl"))["s"]
         lines.append(f"Realized P&L: {format_dollars(realized or Decimal(0))}")
         open_positions = Position.objects.open().filter(mode=mode).select_related("market")
@@ -38,5 +40,7 @@ class Command(BaseCommand):
         lines.append(f"Orders of unknown outcome: {blocking}")
         lines.append("Last runs:")
         for run in JobRun.objects.exclude(job="heartbeat")[:5]:
-            lines.append(f"  {run.started_at:%Y-%m-%d %H:%M:%S} {run.job} {run.status}: {run.summary}")
+            lines.append(
+                f"  {run.started_at:%Y-%m-%d %H:%M:%S} {run.job} {run.status}: {run.summary}"
+            )
         return "\n".join(lines)
