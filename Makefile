@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 # The demo runs on the embedded SQLite database in var/, in replay mode on recorded data:
 # no keys, no network, never a real order.
-DEMO_ENV := TRADING_MODE=replay DEBUG=0 SECRET_KEY_FILE=var/secret_key \
+DEMO_ENV := TRADING_MODE=replay FORECASTER=baseline DEBUG=0 SECRET_KEY_FILE=var/secret_key \
 	ALLOWED_HOSTS=127.0.0.1,localhost
 
 # Tests never read a developer's .env: they get their own key and the paper default.
@@ -39,6 +39,7 @@ demo: $(STAMP) var/secret_key
 	$(DEMO_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
 	$(DEMO_ENV) $(BIN)/python manage.py load_recorded_markets
 	$(DEMO_ENV) $(BIN)/python manage.py create_admin --username admin
+	$(DEMO_ENV) $(BIN)/python manage.py setup_schedules
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (admin: /admin/, health: /health/). Ctrl-C stops."
 	@trap 'kill $$web $$worker 2>/dev/null; wait' INT TERM; \
 	$(DEMO_ENV) $(BIN)/python manage.py qcluster & worker=$$!; \
