@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.test import TestCase
 
 from markets.models import Market
+from tests.base import make_decision, make_market, make_order
 from trading.models import (
     AccountSnapshot,
     DailyCost,
@@ -22,7 +23,6 @@ from trading.models import (
     RiskSettings,
     TradingState,
 )
-from tests.base import make_decision, make_market, make_order
 
 
 class ConstraintTests(TestCase):
