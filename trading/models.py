@@ -159,6 +159,10 @@ class RiskSettings(models.Model):
             models.CheckConstraint(
                 condition=Q(edge_high__lte=F("edge_medium")) & Q(edge_medium__lte=F("edge_low")),
                 name="risk_settings_edge_tiers_ordered",
+                violation_error_message=(
+                    "Edge thresholds must not decrease as confidence falls "
+                    "(high ≤ medium ≤ low confidence)."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(max_position_pct__gte=0, max_position_pct__lte=1)
@@ -267,7 +271,9 @@ class TradingState(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(pk=1), name="trading_state_single_row"),
             models.CheckConstraint(
-                condition=~Q(state="halted") | ~Q(reason=""), name="trading_state_halt_has_reason"
+                condition=~Q(state="halted") | ~Q(reason=""),
+                name="trading_state_halt_has_reason",
+                violation_error_message="A halt needs a reason.",
             ),
         ]
 
