@@ -247,6 +247,9 @@ REPLAY_STEP_SECONDS = env_int("REPLAY_STEP", 300)
 RECORDED_DATA_DIR = Path(env_str("RECORDED_DATA_DIR") or BASE_DIR / "markets" / "data" / "kalshi")
 PAPER_STARTING_BALANCE = env_decimal("PAPER_STARTING_BALANCE", "1000.00")
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE", 300)
+# How long one trading cycle may hold the job lease; below Q_TIMEOUT so a killed run's lease
+# expires before the queue could hand the job out again.
+TRADING_LEASE_TTL_SECONDS = env_int("TRADING_LEASE_TTL", 110)
 
 # --- Kalshi ---------------------------------------------------------------------------------
 KALSHI_ENV = env_choice("KALSHI_ENV", ("demo", "prod"), "demo")
@@ -273,7 +276,8 @@ LLM_BASE_URL = env_str("LLM_BASE_URL")
 LLM_MODEL = env_str("LLM_MODEL")
 LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT", 60)
-FORECASTER = env_choice("FORECASTER", ("market", "baseline", "llm", "recorded"), "baseline")
+# market, baseline, llm, recorded, or the dotted path of your own Forecaster class.
+FORECASTER = env_str("FORECASTER") or "baseline"
 AI_DAILY_BUDGET_DEFAULT = env_decimal("AI_DAILY_BUDGET", "10.00")
 if AI_DAILY_BUDGET_DEFAULT < Decimal("0"):
     raise ImproperlyConfigured("AI_DAILY_BUDGET must not be negative")

@@ -73,4 +73,10 @@ def forecaster_for(name: str | None = None) -> Forecaster:
         from trading.llm import llm_forecaster
 
         return llm_forecaster()
-    raise ValueError(f"unknown forecaster {name!r}")
+    if "." in name:
+        from django.utils.module_loading import import_string
+
+        return import_string(name)()
+    raise ValueError(
+        f"unknown forecaster {name!r}: use market, baseline, llm or a dotted class path"
+    )

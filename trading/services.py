@@ -63,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 CLIENT_ORDER_PREFIX = "kd"
 LEASE_NAME = "trading-cycle"
-LEASE_TTL = timedelta(seconds=110)  # below the django-q2 timeout (120 s)
 UNKNOWN_GRACE = timedelta(seconds=60)  # exchange time an order must be absent before NOT_PLACED
 RECONCILE_MAX_AGE = timedelta(minutes=10)
 
@@ -109,8 +108,9 @@ def halt(reason: str, user=None) -> TradingState:
     return trading_state_change(state=TradingState.State.HALTED, reason=reason, user=user)
 
 
-def lease_acquire(name: str, *, owner: str, ttl: timedelta = LEASE_TTL) -> int | None:
+def lease_acquire(name: str, *, owner: str, ttl: timedelta | None = None) -> int | None:
     """Claim the lease ``name`` if it is free or expired; return the fencing token, or None."""
+    ttl = ttl or timedelta(seconds=settings.TRADING_LEASE_TTL_SECONDS)
     now = timezone.now()
     try:
         JobLease.objects.get_or_create(name=name, defaults={"expires_at": now - timedelta(1)})
