@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 
 from markets.exchange import Exchange
-from markets.models import Market, Source
+from markets.models import Market, MarketSnapshot, Source
 from markets.simulator import ReplayQuotes, SimulatedExchange
 from trading.models import TradingState
 
@@ -37,12 +37,20 @@ def replay_clock_advance(step: timedelta | None = None) -> tuple[datetime, bool]
     if finished:
         return current, True
     target = current + step
-    recorded = Market.objects.filter(source=Source.RECORDED)
-    if not recorded.filter(open_time__lte=target, close_time__gt=target).exists():
-        # Nothing is open then: jump over the gap in the recordings to the next opening.
-        upcoming = recorded.filter(open_time__gt=target).aggregate(t=Min("open_time"))["t"]
+    quoted = MarketSnapshot.objects.filter(
+        market__source=Source.RECORDED,
+        market__open_time__lte=target,
+        market__close_time__gt=target,
+        ts__lte=target,
+    )
+    if not quoted.exists():
+        # No open market has a quote yet: jump over the gap to the next recorded quote.
+        upcoming = (
+            MarketSnapshot.objects.filter(market__source=Source.RECORDED, ts__gt=current)
+            .aggregate(t=Min("ts"))["t"]
+        )
         if upcoming is not None:
-            target = upcoming
+            target = max(target, upcoming)
     with transaction.atomic():
         TradingState.objects.filter(pk=TradingState.SINGLETON_PK).update(replay_clock=target)
     return target, False
