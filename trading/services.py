@@ -20,7 +20,7 @@ import signal
 import socket
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -235,8 +235,8 @@ class CycleReport:
         return f"{self.mode} cycle at {self.now:%Y-%m-%d %H:%M}: {parts or 'nothing to do'}"
 
 
-def _record_forecast(market: Market, result, *, forecaster: str, mode: str, quote, now) -> Forecast:
-    return Forecast.objects.create(
+def _forecast_row(market: Market, result, *, forecaster: str, mode: str, quote, now) -> Forecast:
+    return Forecast(
         created_at=now,
         market=market,
         mode=mode,
@@ -266,7 +266,11 @@ def decide_run(
     quotes: list[MarketQuote] | None = None,
     skill: Callable[[str], bool] | None = None,
 ) -> CycleReport:
-    """Forecast and decide every candidate market; write Decisions and order intents."""
+    """Forecast and decide every candidate market; write Decisions and order intents.
+
+    The writes are batched (one transaction, a bounded number of queries whatever the number
+    of markets); each candidate sees the risk already committed by the ones before it.
+    """
     report = report or CycleReport(mode, now)
     limits = risk_limits()
     quotes = exchange.open_markets() if quotes is None else quotes
@@ -274,46 +278,35 @@ def decide_run(
     markets = Market.objects.in_bulk(list(by_ticker), field_name="ticker")
     last_analysed = dict(
         Decision.objects.filter(mode=mode, market__ticker__in=list(by_ticker))
-        .exclude(reason=Reason.SKIP_RECENTLY_ANALYSED)
         .values_list("market__ticker")
         .annotate(last=Max("decided_at"))
     )
     portfolio = portfolio_view(exchange=exchange, mode=mode, quotes=by_ticker, now=now)
     has_skill = skill or (lambda name: True)
-    skipped: list[Decision] = []
+    rows: list[PlannedDecision] = []
     for quote in quotes:
         market = markets.get(quote.ticker)
         if market is None:
             report.add("unknown_market")
             continue
-        view = _market_view(quote, limits)
-        reason = strategy.candidate_filter(
-            view, portfolio, limits, now=now, last_analysed_at=last_analysed.get(quote.ticker)
-        )
-        if reason == Reason.SKIP_RECENTLY_ANALYSED:
+        last = last_analysed.get(quote.ticker)
+        if last is not None and now - last < timedelta(minutes=int(limits.reanalyse_minutes)):
             # The decision taken within reanalyse_minutes stands; no new row per cycle.
-            report.add(reason.value)
+            report.add(Reason.SKIP_RECENTLY_ANALYSED.value)
             continue
+        view = _market_view(quote, limits)
+        reason = strategy.candidate_filter(view, portfolio, limits, now=now)
         if reason is not None:
-            skipped.append(
-                Decision(
-                    created_at=now,
-                    decided_at=now,
-                    mode=mode,
-                    run=run,
-                    market=market,
-                    reason=reason.value,
-                    details={"filter": reason.value},
-                )
-            )
+            result = strategy.DecisionResult(reason=reason, details={"filter": reason.value})
+            rows.append(PlannedDecision(result, market, quote))
             report.add(reason.value)
             continue
-        result = forecaster.forecast(quote, now=now)
-        forecast = _record_forecast(
-            market, result, forecaster=forecaster.name, mode=mode, quote=quote, now=now
+        answer = forecaster.forecast(quote, now=now)
+        forecast = _forecast_row(
+            market, answer, forecaster=forecaster.name, mode=mode, quote=quote, now=now
         )
-        if result.budget_exhausted:
-            decision = strategy.DecisionResult(reason=Reason.AI_BUDGET_EXHAUSTED)
+        if answer.budget_exhausted:
+            result = strategy.DecisionResult(reason=Reason.AI_BUDGET_EXHAUSTED)
         else:
             view_forecast = strategy.ForecastView(
                 probability=forecast.probability,
@@ -322,89 +315,98 @@ def decide_run(
                 valid=forecast.valid,
                 has_skill=has_skill(forecaster.name),
             )
-            decision = strategy.decide(view, view_forecast, portfolio, limits, now=now)
-        portfolio = _write_decision(
-            decision,
-            market=market,
-            forecast=forecast,
-            mode=mode,
-            run=run,
-            now=now,
-            portfolio=portfolio,
-            quote=quote,
-        )
-        report.add(decision.reason.value)
-    Decision.objects.bulk_create(skipped, batch_size=500)
+            result = strategy.decide(view, view_forecast, portfolio, limits, now=now)
+        rows.append(PlannedDecision(result, market, quote, forecast))
+        if result.reason == Reason.TRADED:
+            portfolio = _portfolio_after(portfolio, result, quote)
+        report.add(result.reason.value)
+    decisions_write(rows, mode=mode, run=run, now=now)
     return report
 
 
-def _write_decision(
-    result: strategy.DecisionResult,
-    *,
-    market: Market,
-    forecast: Forecast | None,
-    mode: str,
-    run: JobRun | None,
-    now: datetime,
-    portfolio: strategy.PortfolioView,
-    quote: MarketQuote,
-    purpose: str = Order.Purpose.OPEN,
-    action: str = "buy",
-) -> strategy.PortfolioView:
-    """Write the Decision and, when traded, its order intent in one transaction."""
-    traded = result.reason in (Reason.TRADED, Reason.EXIT) and result.count
+@dataclass
+class PlannedDecision:
+    result: strategy.DecisionResult
+    market: Market
+    quote: MarketQuote
+    forecast: Forecast | None = None
+    purpose: str = Order.Purpose.OPEN
+    action: str = "buy"
+
+
+def decisions_write(
+    rows: list[PlannedDecision], *, mode: str, run: JobRun | None, now: datetime
+) -> list[Decision]:
+    """Write forecasts, decisions and the order intents of traded ones, in one transaction."""
+    decisions = []
+    for row in rows:
+        result = row.result
+        traded = bool(result.reason in (Reason.TRADED, Reason.EXIT) and result.count)
+        decisions.append(
+            Decision(
+                created_at=now,
+                decided_at=now,
+                mode=mode,
+                run=run,
+                market=row.market,
+                forecast=row.forecast,
+                reason=result.reason.value,
+                side=result.side or "",
+                action=row.action if traded else "",
+                price=result.price,
+                count=result.count if traded else None,
+                edge=result.edge.edge.quantize(Decimal("0.000001")) if result.edge else None,
+                details=_jsonable(result.details),
+            )
+        )
     with transaction.atomic():
-        decision = Decision.objects.create(
-            created_at=now,
-            decided_at=now,
-            mode=mode,
-            run=run,
-            market=market,
-            forecast=forecast,
-            reason=result.reason.value,
-            side=result.side or "",
-            action=action if traded else "",
-            price=result.price,
-            count=result.count if traded else None,
-            edge=result.edge.edge.quantize(Decimal("0.000001")) if result.edge else None,
-            details=_jsonable(result.details),
-        )
-        if not traded:
-            return portfolio
-        side_price = result.price
-        yes_price = side_price if result.side == "yes" else 1 - side_price
-        max_cost = None
-        if action == "buy":
-            max_cost = strategy.order_cost(result.count, side_price).quantize(MONEY_QUANTUM)
-        Order.objects.create(
-            created_at=now,
-            mode=mode,
-            decision=decision,
-            market=market,
-            client_order_id=client_order_id_for(decision),
-            purpose=purpose,
-            side=result.side,
-            action=action,
-            yes_price=yes_price,
-            count=result.count,
-            max_cost=max_cost,
-            status=Order.Status.APPROVED,
-        )
-    if action != "buy":
-        return portfolio
-    cost = strategy.order_cost(result.count, side_price)
+        Forecast.objects.bulk_create([r.forecast for r in rows if r.forecast])
+        Decision.objects.bulk_create(decisions)
+        orders = [
+            _order_intent(row, decision, mode=mode, now=now)
+            for row, decision in zip(rows, decisions, strict=True)
+            if decision.count
+        ]
+        Order.objects.bulk_create(orders)
+    return decisions
+
+
+def _order_intent(row: PlannedDecision, decision: Decision, *, mode: str, now: datetime) -> Order:
+    result = row.result
+    side_price = result.price
+    yes_price = side_price if result.side == "yes" else 1 - side_price
+    max_cost = None
+    if row.action == "buy":
+        max_cost = strategy.order_cost(result.count, side_price).quantize(MONEY_QUANTUM)
+    return Order(
+        created_at=now,
+        mode=mode,
+        decision=decision,
+        market=row.market,
+        client_order_id=client_order_id_for(decision),
+        purpose=row.purpose,
+        side=result.side,
+        action=row.action,
+        yes_price=yes_price,
+        count=result.count,
+        max_cost=max_cost,
+        status=Order.Status.APPROVED,
+    )
+
+
+def _portfolio_after(
+    portfolio: strategy.PortfolioView, result: strategy.DecisionResult, quote: MarketQuote
+) -> strategy.PortfolioView:
+    """The portfolio as the next candidate must see it, with this buy committed."""
+    cost = strategy.order_cost(result.count, result.price)
     exposure = dict(portfolio.category_exposure)
     exposure[quote.category] = exposure.get(quote.category, ZERO) + cost
-    return strategy.PortfolioView(
+    return replace(
+        portfolio,
         cash=portfolio.cash - cost,
-        equity=portfolio.equity,
-        # Pending orders count against the open-positions limit in the strategy itself.
-        open_positions=portfolio.open_positions,
-        open_tickers=portfolio.open_tickers,
         category_exposure=exposure,
-        daily_pnl=portfolio.daily_pnl,
-        pending_tickers=portfolio.pending_tickers | {market.ticker},
-        trading_state=portfolio.trading_state,
+        # Pending orders count against the open-positions limit in the strategy itself.
+        pending_tickers=portfolio.pending_tickers | {quote.ticker},
     )
 
 
@@ -801,6 +803,7 @@ def track_run(
             "market_id", flat=True
         )
     )
+    exits: list[PlannedDecision] = []
     for position in Position.objects.open().filter(mode=mode).select_related("market"):
         if position.market_id in pending:
             continue
@@ -827,19 +830,13 @@ def track_run(
             count=signal_.count,
             details={"exit": signal_.reason.value, **signal_.details},
         )
-        _write_decision(
-            result,
-            market=position.market,
-            forecast=None,
-            mode=mode,
-            run=run,
-            now=now,
-            portfolio=strategy.PortfolioView(cash=ZERO, equity=ZERO),
-            quote=quote,
-            purpose=Order.Purpose.EXIT,
-            action="sell",
+        exits.append(
+            PlannedDecision(
+                result, position.market, quote, purpose=Order.Purpose.EXIT, action="sell"
+            )
         )
         report.add(f"exit_{signal_.reason.value}")
+    decisions_write(exits, mode=mode, run=run, now=now)
     return report
 
 

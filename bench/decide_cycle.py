@@ -1,0 +1,112 @@
+"""Benchmark: one decide cycle over N candidate markets with the market-price forecaster.
+
+Prints seconds and database queries for two sizes; the query count must not grow with the
+number of markets (issue 4's goal: 5,000 markets in under 0.5 s).
+
+    SECRET_KEY=x DATABASE_URL=sqlite:////tmp/bench.sqlite3 .venv/bin/python bench/decide_cycle.py
+    (any DATABASE_URL works; the script makes and drops its own rows)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from markets.exchange import MarketQuote  # noqa: E402
+from markets.models import Event, Market, Series  # noqa: E402
+from markets.simulator import SimulatedExchange  # noqa: E402
+from trading import services  # noqa: E402
+from trading.forecasters import MarketPriceForecaster  # noqa: E402
+from trading.models import Decision, Forecast  # noqa: E402
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Quotes:
+    def __init__(self, quotes):
+        self.quotes = quotes
+
+    def now(self):
+        return NOW
+
+    def open_markets(self):
+        return self.quotes
+
+    def quote(self, ticker):
+        return None
+
+    def outcomes(self, tickers):
+        return {}
+
+
+def world(n: int, prefix: str) -> list[MarketQuote]:
+    series, _ = Series.objects.get_or_create(ticker=f"BENCH{prefix}")
+    event, _ = Event.objects.get_or_create(event_ticker=f"BENCH{prefix}-1", series=series)
+    Market.objects.bulk_create(
+        [
+            Market(ticker=f"BENCH{prefix}-{i}", event=event, status="active", category="Bench",
+                   close_time=NOW + timedelta(days=3))
+            for i in range(n)
+        ],
+        batch_size=1000,
+    )
+    return [
+        MarketQuote(
+            ticker=f"BENCH{prefix}-{i}", event_ticker=event.event_ticker, status="active",
+            close_time=NOW + timedelta(days=3), yes_bid=Decimal("0.40"), yes_ask=Decimal("0.42"),
+            volume=Decimal("5000"), category="Bench", yes_ask_depth=Decimal("100"),
+            no_ask_depth=Decimal("100"),
+        )
+        for i in range(n)
+    ]
+
+
+def measure(n: int, prefix: str) -> tuple[float, int]:
+    quotes = world(n, prefix)
+    exchange = SimulatedExchange(
+        name="bench", quotes=Quotes(quotes), account=f"bench-{prefix}",
+        starting_cash=Decimal("1000"),
+    )
+    with CaptureQueriesContext(connection) as ctx:
+        start = time.perf_counter()
+        services.decide_run(
+            exchange=exchange, forecaster=MarketPriceForecaster(), mode="paper", now=NOW,
+            quotes=quotes,
+        )
+        elapsed = time.perf_counter() - start
+    return elapsed, len(ctx.captured_queries)
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    print(f"database: {connection.vendor}")
+    try:
+        for n, prefix in ((500, "S"), (5000, "L")):
+            elapsed, queries = measure(n, prefix)
+            print(f"decide cycle, {n:>5} markets: {elapsed:6.3f} s, {queries} queries, "
+                  f"{n / elapsed:,.0f} markets/s")
+    finally:
+        Decision.objects.filter(market__ticker__startswith="BENCH").delete()
+        Forecast.objects.filter(market__ticker__startswith="BENCH").delete()
+        Market.objects.filter(ticker__startswith="BENCH").delete()
+        Event.objects.filter(event_ticker__startswith="BENCH").delete()
+        Series.objects.filter(ticker__startswith="BENCH").delete()
+
+
+if __name__ == "__main__":
+    main()
