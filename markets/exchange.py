@@ -48,6 +48,16 @@ class OrderRejected(ExchangeError):
         super().__init__(message, permanent=True, code=code)
 
 
+class ExchangeAuthError(OrderRejected):
+    """The exchange refused our credentials (Kalshi 401: bad key, bad signature, clock skew).
+
+    Never retried: the engine halts trading until an operator fixes the key or the clock.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unauthorized")
+
+
 class OrderOutcomeUnknown(ExchangeError):
     """The order may or may not have been accepted (timeout, 5xx, 2xx without an order)."""
 

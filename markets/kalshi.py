@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -480,7 +481,7 @@ class Market:
     volume: Decimal
     volume_24h: Decimal
     open_interest: Decimal
-    result: str  # "yes" | "no" | "scalar" | "" (not determined)
+    result: str  # "yes" | "no" | "scalar" | "void" | "" (not determined)
     can_close_early: bool
     expiration_value: str
     rules_primary: str
@@ -532,7 +533,7 @@ class Market:
             volume=f.count("volume_fp"),
             volume_24h=f.count("volume_24h_fp"),
             open_interest=f.count("open_interest_fp"),
-            result=f.choice("result", ("yes", "no", "scalar", "")),
+            result=f.choice("result", ("yes", "no", "scalar", "void", "")),
             can_close_early=f.flag("can_close_early"),
             expiration_value=f.text("expiration_value"),
             rules_primary=f.text("rules_primary"),
@@ -1349,6 +1350,21 @@ class KalshiClient:
         raise KalshiError(f"Kalshi GET {path}: more than {MAX_PAGES} pages", permanent=True)
 
     # -- exchange and market data ----------------------------------------------------------------
+
+    def server_time(self) -> datetime | None:
+        """Kalshi's clock, from the ``Date`` header of a public read (None if absent or bad).
+
+        Used to measure clock skew: signed requests carry our timestamp, and a skewed clock
+        gives 401s.
+        """
+        response = self._send("GET", "/exchange/status")
+        header = response.headers.get("date")
+        if not header:
+            return None
+        try:
+            return parsedate_to_datetime(header).astimezone(UTC)
+        except (TypeError, ValueError):
+            return None
 
     def get_exchange_status(self) -> ExchangeStatus:
         """Exchange status. During maintenance Kalshi answers 500/503/504 *with* an ExchangeStatus

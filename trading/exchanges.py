@@ -66,9 +66,8 @@ def exchange_for(mode: str | None = None) -> Exchange:
             starting_cash=settings.PAPER_STARTING_BALANCE,
         )
     if mode == "paper":
-        from markets.paper import PaperQuotes  # needs the Kalshi client
-
         from markets.kalshi import kalshi_client
+        from markets.paper import PaperQuotes  # needs the Kalshi client
 
         return SimulatedExchange(
             name="paper",
@@ -78,7 +77,6 @@ def exchange_for(mode: str | None = None) -> Exchange:
         )
     if mode == "live":
         from markets.exchange_kalshi import KalshiExchange
-
         from markets.kalshi import kalshi_client
 
         return KalshiExchange(kalshi_client())

@@ -34,6 +34,7 @@ from config.logging import redact
 from markets.exchange import (
     DuplicateOrder,
     Exchange,
+    ExchangeAuthError,
     ExchangeError,
     MarketQuote,
     OrderRejected,
@@ -507,6 +508,12 @@ def _send_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
         # The exchange already has it: reconciliation adopts it. Stay SUBMITTING.
         report.add("orders_duplicate")
         return
+    except ExchangeAuthError as exc:
+        # A 401 means the order was refused before it reached the book.
+        order.transition(Order.Status.REJECTED, error_code=exc.code, error_message="HTTP 401")
+        halt("the exchange rejected our credentials (HTTP 401): check the API key and the clock")
+        report.add("orders_rejected")
+        return
     except OrderRejected as exc:
         order.transition(
             Order.Status.REJECTED, error_code=exc.code[:64], error_message=redact(exc.message)[:500]
@@ -859,6 +866,8 @@ def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> Jo
         report = fn(run, token)
     except Exception as exc:
         logger.exception("Job %s failed", job)
+        if isinstance(exc, ExchangeAuthError) or getattr(exc, "status", None) == 401:
+            halt("the exchange rejected our credentials (HTTP 401): check the API key and clock")
         run.status = JobRun.Status.FAILED
         run.error = redact("".join(traceback.format_exception_only(type(exc), exc)))[:5000]
         run.summary = f"failed: {type(exc).__name__}"

@@ -1,0 +1,294 @@
+"""``KalshiExchange``: the Exchange interface over ``KalshiClient`` — real orders, live mode.
+
+Direction mapping (API-NOTES §0.3). Kalshi's V2 orders and fills carry only ``outcome_side``
+(yes|no) and ``book_side`` (bid|ask), and the two say the same thing: ``bid`` ≡ ``yes`` and
+``ask`` ≡ ``no``. Buying YES and selling NO are both a YES bid; buying NO and selling YES are
+both a YES ask. The exchange cannot tell us which of the pair we meant, so every order and fill
+read back from Kalshi is reported in its *buy* form:
+
+- ``book_side`` bid  → ``side="yes", action="buy"``  (a sell of NO reads back as a buy of YES);
+- ``book_side`` ask  → ``side="no",  action="buy"``  (a sell of YES reads back as a buy of NO).
+
+``yes_price`` is always the YES price, so the economics are the same either way: Kalshi nets
+YES against NO, so buying YES at p while holding NO closes NO at 1 − p. Code that needs the
+intent of an order (sell vs buy) must take it from its own order record, matched by
+``order_id`` / ``client_order_id``, never from these reads.
+
+Orders go out as V2 requests: ``side`` bid|ask from (side, action) (``OrderRequest.book_side``),
+``price`` = YES price, ``self_trade_prevention_type="taker_at_cross"``. ``max_cost`` (fees
+included) becomes the client's ``buy_max_cost`` guard (fees excluded) after taking off the
+worst-case taker fee, so the check is exact. Orders are never retried here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from markets import kalshi
+from markets.exchange import (
+    DuplicateOrder,
+    ExchangeAuthError,
+    ExchangeError,
+    ExchangeFill,
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeSettlement,
+    ExchangeStatus,
+    MarketQuote,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    OrderRequest,
+)
+from markets.fees import taker_fee
+from markets.money import ZERO
+
+_CATEGORY_CHUNK = 500  # tickers per IN (...) query: well under SQLite's variable limit
+
+
+def categories_for(tickers: Iterable[str]) -> dict[str, str]:
+    """Category of each known market: its own, else its event's, else its series'."""
+    from markets.models import Market
+
+    wanted = list(dict.fromkeys(tickers))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), _CATEGORY_CHUNK):
+        rows = Market.objects.filter(ticker__in=wanted[start : start + _CATEGORY_CHUNK]).values_list(
+            "ticker", "category", "event__category", "event__series__category"
+        )
+        for ticker, own, event_category, series_category in rows:
+            found[ticker] = own or event_category or series_category or ""
+    return found
+
+
+def quote_from_market(
+    market: kalshi.Market,
+    *,
+    category: str = "",
+    book: kalshi.OrderBook | None = None,
+    observed_at: datetime | None = None,
+) -> MarketQuote:
+    """A ``MarketQuote`` from the client's market (and, when given, its order book).
+
+    With a book, the top of book and the depth at the best ask come from it: a YES ask is a NO
+    bid at 1 − p, so the YES ask depth is the size of the best NO bid level and the NO ask depth
+    the size of the best YES bid level. Without one, the market's ``yes_ask_size`` /
+    ``yes_bid_size`` give the same two depths.
+    """
+    if book is not None:
+        yes_bid, yes_ask = book.best_yes_bid, book.best_yes_ask
+        yes_ask_depth = book.no_bids[-1][1] if book.no_bids else ZERO
+        no_ask_depth = book.yes_bids[-1][1] if book.yes_bids else ZERO
+    else:
+        yes_bid, yes_ask = market.yes_bid, market.yes_ask
+        yes_ask_depth = market.yes_ask_size if yes_ask is not None else ZERO
+        no_ask_depth = market.yes_bid_size if yes_bid is not None else ZERO
+    return MarketQuote(
+        ticker=market.ticker,
+        event_ticker=market.event_ticker,
+        status=market.status,
+        close_time=market.close_time,
+        yes_bid=yes_bid,
+        yes_ask=yes_ask,
+        last_price=market.last_price or None,  # 0 = never traded
+        volume=market.volume,
+        category=category,
+        yes_ask_depth=yes_ask_depth,
+        no_ask_depth=no_ask_depth,
+        result=market.result,
+        observed_at=observed_at,
+    )
+
+
+def _read_direction(book_side: str) -> tuple[str, str]:
+    """(side, action) of an order or fill read back from Kalshi: its buy form (module doc)."""
+    return ("yes", "buy") if book_side == "bid" else ("no", "buy")
+
+
+def _since_ts(since: datetime | None) -> int | None:
+    return None if since is None else int(since.timestamp())
+
+
+def _order_status(ack: kalshi.OrderAck, request: OrderRequest) -> str:
+    if ack.remaining_count > 0 and request.time_in_force == "good_till_canceled":
+        return "resting"
+    if ack.fill_count >= request.count:
+        return "executed"
+    return "canceled"  # IOC/FOK remainder, or nothing filled and nothing rests
+
+
+def _exchange_error(error: kalshi.KalshiError) -> ExchangeError:
+    """Map a client error on an order write to the exchange vocabulary."""
+    if isinstance(error, kalshi.KalshiDuplicateOrder):
+        return DuplicateOrder(error.message)
+    if isinstance(error, kalshi.KalshiAuthError):
+        return ExchangeAuthError(error.message)
+    if isinstance(error, kalshi.KalshiOrderOutcomeUnknown) or error.outcome_unknown:
+        return OrderOutcomeUnknown(error.message, code=error.code or "")
+    if error.permanent:
+        return OrderRejected(error.message, code=error.code or str(error.status or ""))
+    return OrderOutcomeUnknown(error.message, code=error.code or "")
+
+
+class KalshiExchange:
+    """The live exchange. Reads go through the client's retrying GETs; writes are sent once."""
+
+    name = "live"
+    places_real_orders = True
+
+    def __init__(self, client: kalshi.KalshiClient) -> None:
+        self.client = client
+
+    def now(self) -> datetime:
+        return timezone.now()
+
+    def status(self) -> ExchangeStatus:
+        status = self.client.get_exchange_status()
+        return ExchangeStatus(
+            exchange_active=status.exchange_active, trading_active=status.trading_active
+        )
+
+    # -- market data ------------------------------------------------------------------------------
+
+    def open_markets(self) -> list[MarketQuote]:
+        markets = [m for m in self.client.iter_markets(status="open") if m.status == "active"]
+        categories = categories_for(m.ticker for m in markets)
+        observed = self.now()
+        return [
+            quote_from_market(m, category=categories.get(m.ticker, ""), observed_at=observed)
+            for m in markets
+        ]
+
+    def quote(self, ticker: str) -> MarketQuote:
+        market = self.client.get_market(ticker)
+        book = self.client.get_orderbook(ticker)
+        category = categories_for([ticker]).get(ticker, "")
+        return quote_from_market(market, category=category, book=book, observed_at=self.now())
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> ExchangeOrder:
+        buy_max_cost = None
+        if request.max_cost is not None and not request.reduce_only:
+            buy_max_cost = request.max_cost - taker_fee(request.count, request.side_price)
+        try:
+            wire = kalshi.OrderRequest(
+                ticker=request.ticker,
+                side=request.book_side,
+                count=request.count,
+                price=request.yes_price,
+                time_in_force=request.time_in_force,
+                self_trade_prevention_type="taker_at_cross",
+                client_order_id=request.client_order_id,
+                reduce_only=request.reduce_only,
+                buy_max_cost=buy_max_cost,
+            )
+        except kalshi.OrderRequestError as exc:
+            raise OrderRejected(exc.message, code="invalid_order") from None
+        try:
+            ack = self.client.create_order(wire)
+        except kalshi.KalshiError as exc:
+            raise _exchange_error(exc) from None
+        return ExchangeOrder(
+            order_id=ack.order_id,
+            client_order_id=ack.client_order_id or request.client_order_id,
+            ticker=request.ticker,
+            side=request.side,
+            action=request.action,
+            yes_price=request.yes_price,
+            count=request.count,
+            filled_count=ack.fill_count,
+            remaining_count=ack.remaining_count,
+            status=_order_status(ack, request),
+            # The ack only has a rounded average fee; the exact fees come from fills()/orders().
+            fees=ZERO,
+            created_time=datetime.fromtimestamp(ack.ts_ms / 1000, tz=UTC)
+            if ack.ts_ms
+            else None,
+        )
+
+    def cancel_order(self, order_id: str, ticker: str) -> None:
+        try:
+            self.client.cancel_order(order_id, ticker)
+        except kalshi.KalshiError as exc:
+            if isinstance(exc, kalshi.KalshiAuthError):
+                raise ExchangeAuthError(exc.message) from None
+            if exc.outcome_unknown or not exc.permanent:
+                raise OrderOutcomeUnknown(exc.message, code=exc.code or "") from None
+            raise OrderRejected(exc.message, code=exc.code or str(exc.status or "")) from None
+
+    # -- portfolio --------------------------------------------------------------------------------
+
+    def orders(self, *, since: datetime | None = None) -> list[ExchangeOrder]:
+        result = []
+        for order in self.client.iter_orders(min_ts=_since_ts(since)):
+            side, action = _read_direction(order.book_side)
+            result.append(
+                ExchangeOrder(
+                    order_id=order.order_id,
+                    client_order_id=order.client_order_id or "",
+                    ticker=order.ticker,
+                    side=side,
+                    action=action,
+                    yes_price=order.yes_price,
+                    count=order.initial_count,
+                    filled_count=order.fill_count,
+                    remaining_count=order.remaining_count,
+                    status=order.status,
+                    fees=order.fees,
+                    created_time=order.created_time,
+                )
+            )
+        return result
+
+    def fills(self, *, since: datetime | None = None) -> list[ExchangeFill]:
+        result = []
+        for fill in self.client.iter_fills(min_ts=_since_ts(since)):
+            side, action = _read_direction(fill.book_side)
+            result.append(
+                ExchangeFill(
+                    fill_id=fill.fill_id,
+                    order_id=fill.order_id,
+                    ticker=fill.ticker,
+                    side=side,
+                    action=action,
+                    count=fill.count,
+                    yes_price=fill.yes_price,
+                    fee=fill.fee_cost,
+                    is_taker=fill.is_taker,
+                    executed_at=fill.created_time,
+                )
+            )
+        return result
+
+    def positions(self) -> list[ExchangePosition]:
+        return [
+            ExchangePosition(
+                ticker=p.ticker,
+                position=p.position,
+                realized_pnl=p.realized_pnl,
+                fees_paid=p.fees_paid,
+            )
+            for p in self.client.iter_positions()
+            if p.position != 0
+        ]
+
+    def balance(self) -> Decimal:
+        return self.client.get_balance().balance
+
+    def settlements(self, *, since: datetime | None = None) -> list[ExchangeSettlement]:
+        return [
+            ExchangeSettlement(
+                ticker=s.ticker,
+                result=s.market_result,
+                yes_count=s.yes_count,
+                no_count=s.no_count,
+                revenue=s.revenue,  # dollars: the client converts Kalshi's integer cents
+                fee=s.fee_cost,
+                settled_at=s.settled_time,
+            )
+            for s in self.client.iter_settlements(min_ts=_since_ts(since))
+        ]

@@ -1,0 +1,310 @@
+"""Market data services: ``market_sync`` copies Kalshi's markets into our tables.
+
+``market_sync`` pages through ``GET /markets`` (one status filter), then, in one transaction and
+with set-based queries only (a bounded number of queries per 500-1000 markets, none per row):
+
+- creates the ``Series`` (ticker = the event ticker's prefix before the first ``-``) and
+  ``Event`` rows it has never seen, with empty titles (a later event sync may fill them);
+- compares every market with its stored row and upserts only the new and changed ones
+  (``bulk_create(update_conflicts=True)`` on the ticker); ``category`` is never touched;
+- appends one ``MarketSnapshot`` per market at the sync time ``now`` (unique per market and ts:
+  running again with the same ``now`` adds nothing).
+
+A second sync of unchanged data updates no market (only new snapshots, at the new time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from tqdm import tqdm
+
+from markets import kalshi
+from markets.models import Event, Market, MarketSnapshot, Series, Source
+from markets.money import ONE, ZERO
+
+IN_CHUNK = 500  # values per IN (...) lookup: below SQLite's bound-variable limit
+BATCH_SIZE = 1000
+
+# Fields copied from Kalshi and compared to decide whether a stored market changed.
+SYNCED_FIELDS = (
+    "event_id",
+    "market_type",
+    "title",
+    "subtitle",
+    "yes_sub_title",
+    "no_sub_title",
+    "status",
+    "open_time",
+    "close_time",
+    "latest_expiration_time",
+    "yes_bid",
+    "yes_ask",
+    "no_bid",
+    "no_ask",
+    "last_price",
+    "yes_bid_size",
+    "yes_ask_size",
+    "volume",
+    "volume_24h",
+    "open_interest",
+    "price_level_structure",
+    "price_ranges",
+    "rules_primary",
+    "rules_secondary",
+    "strike_type",
+    "floor_strike",
+    "cap_strike",
+    "can_close_early",
+    "result",
+    "settlement_value",
+    "settled_time",
+)
+# Written on upsert (the ForeignKey is written through its attname).
+_UPSERT_FIELDS = [name.removesuffix("_id") for name in SYNCED_FIELDS] + ["source", "updated_at"]
+
+
+@dataclass(frozen=True)
+class SyncSummary:
+    ts: datetime
+    seen: int
+    added: int
+    updated: int
+    unchanged: int
+    snapshotted: int
+    series_added: int
+    events_added: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"Synced {self.seen} markets at {self.ts:%Y-%m-%d %H:%M:%S}Z: {self.added} added, "
+            f"{self.updated} updated, {self.unchanged} unchanged, {self.snapshotted} snapshots; "
+            f"{self.series_added} new series, {self.events_added} new events "
+            f"({self.seconds:.1f}s)"
+        )
+
+
+def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ids(model: Any, field: str, keys: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(keys)):
+        found.update(model.objects.filter(**{f"{field}__in": chunk}).values_list(field, "id"))
+    return found
+
+
+def _series_ticker(event_ticker: str) -> str:
+    return event_ticker.split("-", 1)[0]
+
+
+def _price(value: Decimal | None) -> Decimal | None:
+    """A stored quote is NULL or strictly inside (0, 1) (the model's check constraints)."""
+    return value if value is not None and ZERO < value < ONE else None
+
+
+def _clip(text: str | None, length: int = 255) -> str:
+    return (text or "")[:length]
+
+
+def _strike(value: Decimal | None) -> Decimal | None:
+    if value is None:
+        return None
+    value = value.quantize(Decimal("0.0001"))
+    return value if abs(value) < Decimal("1e11") else None  # max_digits=15, 4 places
+
+
+def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
+    settlement = m.settlement_value
+    return {
+        "event_id": event_id,
+        "market_type": m.market_type,
+        "title": _clip(m.title),
+        "subtitle": _clip(m.subtitle),
+        "yes_sub_title": _clip(m.yes_sub_title),
+        "no_sub_title": _clip(m.no_sub_title),
+        "status": m.status[:16],
+        "open_time": m.open_time,
+        "close_time": m.close_time,
+        "latest_expiration_time": m.latest_expiration_time,
+        "yes_bid": _price(m.yes_bid),
+        "yes_ask": _price(m.yes_ask),
+        "no_bid": _price(m.no_bid),
+        "no_ask": _price(m.no_ask),
+        "last_price": _price(m.last_price),
+        "yes_bid_size": m.yes_bid_size,
+        "yes_ask_size": m.yes_ask_size,
+        "volume": m.volume,
+        "volume_24h": m.volume_24h,
+        "open_interest": m.open_interest,
+        "price_level_structure": m.price_level_structure[:32],
+        "price_ranges": [
+            {"start": str(r.start), "end": str(r.end), "step": str(r.step)} for r in m.price_ranges
+        ],
+        "rules_primary": m.rules_primary,
+        "rules_secondary": m.rules_secondary,
+        "strike_type": _clip(m.strike_type, 32),
+        "floor_strike": _strike(m.floor_strike),
+        "cap_strike": _strike(m.cap_strike),
+        "can_close_early": m.can_close_early,
+        "result": m.result,
+        "settlement_value": settlement
+        if settlement is not None and ZERO <= settlement <= ONE
+        else None,
+        "settled_time": m.settlement_ts,
+    }
+
+
+def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
+    return all(stored[name] == fresh[name] for name in SYNCED_FIELDS)
+
+
+def _fetch(client: kalshi.KalshiClient, status: str | None, progress: bool) -> list[kalshi.Market]:
+    markets: dict[str, kalshi.Market] = {}
+    bar = tqdm(desc="markets", unit="mkt", disable=None if progress else True)
+    with bar:
+        for market in client.iter_markets(status=status):
+            markets[market.ticker] = market  # a market seen twice across pages: keep the last
+            bar.update()
+    return list(markets.values())
+
+
+def market_sync(
+    *,
+    client: kalshi.KalshiClient,
+    status: str | None = "open",
+    progress: bool = False,
+    now: datetime | None = None,
+) -> SyncSummary:
+    """Copy Kalshi's markets with this status filter into the database; see the module doc."""
+    started = time.monotonic()
+    markets = _fetch(client, status, progress)
+    now = now or timezone.now()
+    with transaction.atomic():
+        series_added, events_added, event_ids = _ensure_events(markets, now)
+        added, updated, unchanged, market_ids = _upsert_markets(markets, event_ids, now)
+        snapshotted = _snapshot(markets, market_ids, now)
+    return SyncSummary(
+        ts=now,
+        seen=len(markets),
+        added=added,
+        updated=updated,
+        unchanged=unchanged,
+        snapshotted=snapshotted,
+        series_added=series_added,
+        events_added=events_added,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _ensure_events(
+    markets: list[kalshi.Market], now: datetime
+) -> tuple[int, int, dict[str, int]]:
+    event_tickers = sorted({m.event_ticker for m in markets})
+    series_tickers = sorted({_series_ticker(t) for t in event_tickers})
+    series_ids = _ids(Series, "ticker", series_tickers)
+    new_series = [
+        Series(ticker=t[:64], created_at=now, updated_at=now)
+        for t in series_tickers
+        if t not in series_ids
+    ]
+    Series.objects.bulk_create(new_series, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    if new_series:
+        series_ids = _ids(Series, "ticker", series_tickers)
+    event_ids = _ids(Event, "event_ticker", event_tickers)
+    new_events = [
+        Event(
+            event_ticker=t[:96],
+            series_id=series_ids[_series_ticker(t)],
+            source=Source.KALSHI,
+            created_at=now,
+            updated_at=now,
+        )
+        for t in event_tickers
+        if t not in event_ids
+    ]
+    Event.objects.bulk_create(new_events, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    if new_events:
+        event_ids = _ids(Event, "event_ticker", event_tickers)
+    return len(new_series), len(new_events), event_ids
+
+
+def _upsert_markets(
+    markets: list[kalshi.Market], event_ids: dict[str, int], now: datetime
+) -> tuple[int, int, int, dict[str, int]]:
+    tickers = [m.ticker for m in markets]
+    stored: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(tickers):
+        for row in Market.objects.filter(ticker__in=chunk).values("id", "ticker", *SYNCED_FIELDS):
+            stored[row["ticker"]] = row
+    rows: list[Market] = []
+    added = updated = 0
+    for m in markets:
+        fresh = _fields(m, event_ids[m.event_ticker])
+        old = stored.get(m.ticker)
+        if old is not None and _same(old, fresh):
+            continue
+        if old is None:
+            added += 1
+        else:
+            updated += 1
+        rows.append(
+            Market(
+                ticker=m.ticker,
+                source=Source.KALSHI,
+                created_at=now,
+                updated_at=now,
+                **fresh,
+            )
+        )
+    if rows:
+        Market.objects.bulk_create(
+            rows,
+            batch_size=BATCH_SIZE,
+            update_conflicts=True,
+            unique_fields=["ticker"],
+            update_fields=_UPSERT_FIELDS,
+        )
+    ids = {ticker: row["id"] for ticker, row in stored.items()}
+    if added:
+        ids = _ids(Market, "ticker", tickers)
+    return added, updated, len(markets) - added - updated, ids
+
+
+def _snapshot(markets: list[kalshi.Market], market_ids: dict[str, int], now: datetime) -> int:
+    existing: set[int] = set()
+    ids = [market_ids[m.ticker] for m in markets]
+    for chunk in _chunks(ids):
+        existing.update(
+            MarketSnapshot.objects.filter(market_id__in=chunk, ts=now).values_list(
+                "market_id", flat=True
+            )
+        )
+    snapshots = [
+        MarketSnapshot(
+            market_id=market_ids[m.ticker],
+            ts=now,
+            yes_bid=_price(m.yes_bid),
+            yes_ask=_price(m.yes_ask),
+            no_bid=_price(m.no_bid),
+            no_ask=_price(m.no_ask),
+            last_price=_price(m.last_price),
+            volume=m.volume,
+            open_interest=m.open_interest,
+            source=Source.KALSHI,
+        )
+        for m in markets
+        if market_ids[m.ticker] not in existing
+    ]
+    MarketSnapshot.objects.bulk_create(snapshots, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    return len(snapshots)

@@ -1,0 +1,170 @@
+"""KalshiExchange over the real KalshiClient against FakeKalshi (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal as D
+
+from django.test import TestCase
+
+from markets.exchange import (
+    DuplicateOrder,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    OrderRequest,
+)
+from markets.exchange_kalshi import KalshiExchange
+from tests.base import make_event, make_market, make_series
+from tests.fakes import FakeKalshi
+
+TICKER = "KXHIGHNY-26SEP01-T60"
+CREATE = "POST /portfolio/events/orders"
+
+
+def request(cid="c1", side="yes", action="buy", price="0.47", count="10", **kw) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=cid,
+        ticker=TICKER,
+        side=side,
+        action=action,
+        yes_price=D(price),
+        count=D(count),
+        **kw,
+    )
+
+
+class KalshiExchangeTests(TestCase):
+    def setUp(self):
+        self.fake = FakeKalshi()
+        self.fake.add_market(
+            TICKER, yes_bid="0.4500", yes_ask="0.4700", yes_bid_size="30", yes_ask_size="20"
+        )
+        self.ex = KalshiExchange(self.fake.client())
+
+    def test_it_is_the_live_exchange(self):
+        self.assertTrue(self.ex.places_real_orders)
+        self.assertEqual(self.ex.name, "live")
+
+    def test_open_markets_maps_quotes_depth_and_category_from_the_db(self):
+        self.fake.add_market("KXOTHER-26SEP01-T1", yes_bid=None, yes_ask="0.1000")
+        self.fake.add_market("KXSHUT-26SEP01-T1", yes_bid="0.1", yes_ask="0.2", status="closed")
+        series = make_series(ticker="KXHIGHNY", category="Climate")
+        make_market(make_event(series, event_ticker="KXHIGHNY-26SEP01"), ticker=TICKER)
+        quotes = {q.ticker: q for q in self.ex.open_markets()}
+        self.assertEqual(set(quotes), {TICKER, "KXOTHER-26SEP01-T1"})
+        q = quotes[TICKER]
+        self.assertEqual((q.yes_bid, q.yes_ask), (D("0.45"), D("0.47")))
+        self.assertEqual((q.yes_ask_depth, q.no_ask_depth), (D("20"), D("30")))
+        self.assertEqual((q.status, q.event_ticker), ("active", "KXHIGHNY-26SEP01"))
+        self.assertEqual(q.category, "Climate")
+        other = quotes["KXOTHER-26SEP01-T1"]
+        self.assertEqual((other.yes_bid, other.no_ask_depth, other.category), (None, D(0), ""))
+        self.assertEqual(self.fake.calls("GET /markets")[0].query["status"], "open")
+
+    def test_quote_takes_depth_at_the_best_ask_from_the_book(self):
+        self.fake.set_orderbook(
+            TICKER, yes=[("0.44", "5"), ("0.45", "7")], no=[("0.50", "9"), ("0.53", "11")]
+        )
+        q = self.ex.quote(TICKER)
+        self.assertEqual((q.yes_bid, q.yes_ask), (D("0.45"), D("0.47")))
+        # YES ask depth = best NO bid level (0.53 x 11); NO ask depth = best YES bid (0.45 x 7)
+        self.assertEqual((q.yes_ask_depth, q.no_ask_depth), (D("11"), D("7")))
+
+    def test_a_marketable_buy_executes_and_sends_a_v2_bid(self):
+        placed = self.ex.place_order(request())
+        self.assertEqual((placed.status, placed.filled_count), ("executed", D("10")))
+        self.assertEqual((placed.side, placed.action, placed.client_order_id), ("yes", "buy", "c1"))
+        [sent] = self.fake.calls(CREATE)
+        self.assertEqual(sent.json["side"], "bid")
+        self.assertEqual(sent.json["price"], "0.4700")
+        self.assertEqual(sent.json["self_trade_prevention_type"], "taker_at_cross")
+        self.assertEqual(sent.json["client_order_id"], "c1")
+        self.assertEqual(sent.json["time_in_force"], "good_till_canceled")
+
+    def test_buying_no_is_an_ask_at_the_yes_price_and_rests_below_the_book(self):
+        placed = self.ex.place_order(request(side="no", price="0.50"))
+        self.assertEqual((placed.status, placed.remaining_count), ("resting", D("10")))
+        [sent] = self.fake.calls(CREATE)
+        self.assertEqual((sent.json["side"], sent.json["price"]), ("ask", "0.5000"))
+
+    def test_reduce_only_is_sent(self):
+        self.ex.place_order(request(price="0.47", count="5"))
+        self.ex.place_order(request(cid="c2", action="sell", price="0.45", count="5", reduce_only=True))
+        sent = self.fake.calls(CREATE)[1].json
+        self.assertEqual((sent["side"], sent["reduce_only"]), ("ask", True))
+        self.assertEqual(self.fake.position(TICKER), D(0))
+
+    def test_max_cost_includes_the_fee_and_refuses_before_sending(self):
+        # 10 x 0.47 = 4.70 plus a 0.18 taker fee: 4.80 is not enough
+        with self.assertRaises(OrderRejected) as caught:
+            self.ex.place_order(request(max_cost=D("4.80")))
+        self.assertEqual(caught.exception.code, "invalid_order")
+        self.assertEqual(self.fake.count(CREATE), 0)
+        self.ex.place_order(request(max_cost=D("4.88")))
+        self.assertEqual(self.fake.count(CREATE), 1)
+
+    def test_a_409_is_a_duplicate_order(self):
+        self.ex.place_order(request(price="0.30"))
+        with self.assertRaises(DuplicateOrder):
+            self.ex.place_order(request(price="0.30"))
+
+    def test_a_400_is_a_rejection_with_kalshis_code(self):
+        self.fake.fail_next(CREATE, 400)
+        with self.assertRaises(OrderRejected) as caught:
+            self.ex.place_order(request())
+        self.assertTrue(caught.exception.code)
+        self.assertFalse(caught.exception.outcome_unknown)
+
+    def test_timeouts_and_5xx_leave_the_outcome_unknown(self):
+        for kind in ("timeout", 500, 429, "accept_then_500"):
+            self.fake.fail_next(CREATE, kind)
+            with self.assertRaises(OrderOutcomeUnknown):
+                self.ex.place_order(request(cid=f"c-{kind}", price="0.30"))
+
+    def test_a_401_on_create_is_permanent_not_unknown(self):
+        self.fake.fail_next(CREATE, 401)
+        with self.assertRaises(OrderRejected):
+            self.ex.place_order(request())
+
+    def test_orders_and_fills_read_back_in_their_buy_form(self):
+        self.ex.place_order(request(count="4"))
+        self.ex.place_order(request(cid="c2", action="sell", price="0.45", count="4", reduce_only=True))
+        fills = self.ex.fills()
+        by_order = {f.order_id: f for f in fills}
+        self.assertEqual(len(by_order), 2)
+        directions = sorted((f.side, f.action, f.yes_price) for f in fills)
+        # selling YES is a YES ask: it reads back as buying NO at the same YES price
+        self.assertEqual(directions, [("no", "buy", D("0.45")), ("yes", "buy", D("0.47"))])
+        self.assertTrue(all(f.fee > 0 and f.is_taker for f in fills))
+        orders = {o.client_order_id: o for o in self.ex.orders()}
+        self.assertEqual(orders["c2"].side, "no")
+        self.assertEqual((orders["c1"].status, orders["c1"].filled_count), ("executed", D("4")))
+        self.assertEqual(orders["c1"].fees, by_order[orders["c1"].order_id].fee)
+
+    def test_positions_balance_and_settlements(self):
+        self.ex.place_order(request(count="10"))
+        [position] = self.ex.positions()
+        self.assertEqual((position.ticker, position.position), (TICKER, D("10")))
+        self.assertEqual(self.ex.balance(), D("1000") - D("4.70") - D("0.18"))
+        self.fake.settle_market(TICKER, "yes")
+        [settlement] = self.ex.settlements()
+        self.assertEqual((settlement.result, settlement.yes_count), ("yes", D("10")))
+        self.assertEqual(settlement.revenue, D("10.00"))
+        self.assertEqual(self.ex.positions(), [])
+
+    def test_since_is_sent_as_min_ts(self):
+        since = self.fake.now - timedelta(hours=1)
+        self.ex.fills(since=since)
+        self.assertEqual(self.fake.calls("GET /portfolio/fills")[0].query["min_ts"], str(int(since.timestamp())))
+
+    def test_cancel_and_cancel_of_an_unknown_order(self):
+        placed = self.ex.place_order(request(price="0.30"))
+        self.ex.cancel_order(placed.order_id, TICKER)
+        self.assertEqual(self.fake.open_orders(), [])
+        with self.assertRaises(OrderRejected):
+            self.ex.cancel_order("nope", TICKER)
+
+    def test_status(self):
+        self.fake.trading_active = False
+        status = self.ex.status()
+        self.assertEqual((status.exchange_active, status.trading_active), (True, False))
