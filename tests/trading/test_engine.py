@@ -205,3 +205,25 @@ def _now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+class AuthFailure(SimulatedExchange):
+    def place_order(self, request):
+        from markets.exchange import ExchangeAuthError
+
+        raise ExchangeAuthError("HTTP 401 unauthorized")
+
+
+class AuthFailureTests(TestCase):
+    def test_a_401_on_create_rejects_the_order_and_halts_trading(self):
+        make_market(ticker="MKT", close_time=T0 + timedelta(days=1))
+        exchange = AuthFailure(
+            name="paper", quotes=StaticQuotes(quote("MKT")), account="a", starting_cash=D("1000")
+        )
+        services.trading_cycle_run(
+            exchange=exchange, forecaster=ConfidentForecaster(), mode="paper"
+        )
+        self.assertEqual(Order.objects.get().status, Order.Status.REJECTED)
+        state = TradingState.load()
+        self.assertEqual(state.state, "halted")
+        self.assertIn("401", state.reason)
