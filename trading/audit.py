@@ -123,3 +123,42 @@ def trading_state_set(*, state: str, reason: str, user: User | None) -> TradingS
         reason=reason,
     )
     return row
+
+
+ARM_CONFIRMATION = "ARM LIVE TRADING"
+
+
+@transaction.atomic
+def live_trading_arm(*, user: User | None, confirmation: str) -> TradingState:
+    """Allow real orders (with ``TRADING_MODE=live``): the operator must type the confirmation.
+
+    Who armed it and when is recorded on the row and in the history.
+    """
+    if confirmation.strip() != ARM_CONFIRMATION:
+        raise ValidationError({"confirmation": f"Type {ARM_CONFIRMATION!r} exactly to arm."})
+    return _set_armed(True, user=user, reason="live trading armed")
+
+
+@transaction.atomic
+def live_trading_disarm(*, user: User | None) -> TradingState:
+    return _set_armed(False, user=user, reason="live trading disarmed")
+
+
+def _set_armed(armed: bool, *, user: User | None, reason: str) -> TradingState:
+    TradingState.load()
+    row = TradingState.objects.select_for_update().get(pk=TradingState.SINGLETON_PK)
+    if row.live_armed == armed:
+        return row
+    row.live_armed = armed
+    row.armed_at = timezone.now() if armed else None
+    row.armed_by = user if armed else None
+    row.save(update_fields=["live_armed", "armed_at", "armed_by"])
+    TradingStateChange.objects.create(
+        changed_at=timezone.now(),
+        changed_by=user,
+        old_state=row.state,
+        new_state=row.state,
+        live_armed=armed,
+        reason=reason,
+    )
+    return row

@@ -43,6 +43,7 @@ from markets.exchange import (
 from markets.models import Market
 from markets.money import MONEY_QUANTUM, ZERO
 from trading import strategy
+from trading.audit import trading_state_set
 from trading.forecasters import Forecaster
 from trading.models import (
     AccountSnapshot,
@@ -56,7 +57,6 @@ from trading.models import (
     RiskSettings,
     Settlement,
     TradingState,
-    TradingStateChange,
 )
 from trading.reasons import Reason
 
@@ -82,31 +82,10 @@ def risk_limits() -> strategy.RiskLimits:
     return strategy.RiskLimits.from_object(RiskSettings.load())
 
 
-def trading_state_change(*, state: str, reason: str, user=None) -> TradingState:
-    """Set the kill switch (active / reduce_only / halted), recording who and why."""
-    if state == TradingState.State.HALTED and not reason.strip():
-        raise ValueError("A halt needs a reason.")
-    with transaction.atomic():
-        row = TradingState.objects.select_for_update().get(pk=TradingState.load().pk)
-        old = row.state
-        row.state = state
-        row.reason = reason.strip()
-        row.changed_at = timezone.now()
-        row.changed_by = user
-        row.save(update_fields=["state", "reason", "changed_at", "changed_by"])
-        TradingStateChange.objects.create(
-            changed_by=user,
-            old_state=old,
-            new_state=state,
-            reason=row.reason,
-            live_armed=row.live_armed,
-        )
-    return row
-
-
 def halt(reason: str, user=None) -> TradingState:
+    """The kill switch: no order is sent until an operator resumes trading."""
     logger.warning("Trading halted: %s", reason)
-    return trading_state_change(state=TradingState.State.HALTED, reason=reason, user=user)
+    return trading_state_set(state=TradingState.State.HALTED, reason=reason, user=user)
 
 
 def lease_acquire(name: str, *, owner: str, ttl: timedelta | None = None) -> int | None:
@@ -939,5 +918,4 @@ __all__ = [
     "trading_cycle_run",
     "run_job",
     "halt",
-    "trading_state_change",
 ]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from trading.audit import trading_state_set
 from trading.models import TradingState
-from trading.services import trading_state_change
 
 
 class Command(BaseCommand):
@@ -15,5 +15,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, reduce_only: bool, reason: str, **options) -> str:
         state = TradingState.State.REDUCE_ONLY if reduce_only else TradingState.State.ACTIVE
-        row = trading_state_change(state=state, reason=reason)
+        row = trading_state_set(state=state, reason=reason, user=None)
         return f"Trading is {row.get_state_display().lower()}."
