@@ -826,6 +826,55 @@ def track_run(
     return report
 
 
+def position_flatten(*, position: Position, user=None, now: datetime | None = None) -> Order:
+    """Operator action: sell the whole position at its current bid through the normal path.
+
+    Writes an EXIT decision and a reduce-only sell intent; the next cycle's execute sends it
+    (behind the same gates as every order). Refused while another order on the market is open.
+    """
+    if position.status != Position.Status.OPEN:
+        raise ValueError("The position is not open.")
+    if Order.objects.filter(
+        mode=position.mode, market=position.market, status__in=Order.OPEN_STATUSES
+    ).exists():
+        raise ValueError("An order on this market is still open; wait for it to finish.")
+    bid = position.market.yes_bid if position.side == "yes" else position.market.no_bid
+    if bid is None:
+        raise ValueError("There is no bid to sell into.")
+    now = now or timezone.now()
+    result = strategy.DecisionResult(
+        reason=Reason.EXIT,
+        side=position.side,
+        price=bid,
+        count=position.count,
+        details={
+            "exit": "operator_flatten",
+            "by": getattr(user, "username", "") or "operator",
+            "bid": str(bid),
+        },
+    )
+    quote = MarketQuote(
+        ticker=position.market.ticker,
+        event_ticker="",
+        status=position.market.status,
+        close_time=position.market.close_time,
+        yes_bid=position.market.yes_bid,
+        yes_ask=position.market.yes_ask,
+        category=position.market.category,
+    )
+    [decision] = decisions_write(
+        [
+            PlannedDecision(
+                result, position.market, quote, purpose=Order.Purpose.EXIT, action="sell"
+            )
+        ],
+        mode=position.mode,
+        run=None,
+        now=now,
+    )
+    return Order.objects.get(decision=decision)
+
+
 # --- The cycle ------------------------------------------------------------------------------
 
 

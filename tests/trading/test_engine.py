@@ -227,3 +227,28 @@ class AuthFailureTests(TestCase):
         state = TradingState.load()
         self.assertEqual(state.state, "halted")
         self.assertIn("401", state.reason)
+
+
+class FlattenTests(TestCase):
+    def test_flatten_writes_an_exit_intent_that_the_next_cycle_sends(self):
+        market = make_market(ticker="MKT", close_time=T0 + timedelta(days=1))
+        quotes = StaticQuotes(quote("MKT", bid="0.40", ask="0.42"))
+        exchange = SimulatedExchange(
+            name="paper", quotes=quotes, account="f", starting_cash=D("1000")
+        )
+        services.trading_cycle_run(
+            exchange=exchange, forecaster=ConfidentForecaster(), mode="paper"
+        )
+        position = Position.objects.get(status="open")
+        market.yes_bid, market.no_bid = D("0.40"), D("0.58")
+        market.save()
+        order = services.position_flatten(position=position)
+        self.assertEqual((order.purpose, order.action, order.status), ("exit", "sell", "approved"))
+        with self.assertRaises(ValueError):
+            services.position_flatten(position=position)  # one open order at a time
+        quotes.clock += timedelta(minutes=5)
+        services.trading_cycle_run(
+            exchange=exchange, forecaster=ConfidentForecaster(), mode="paper"
+        )
+        position.refresh_from_db()
+        self.assertEqual(position.status, "closed")
