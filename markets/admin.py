@@ -21,7 +21,17 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from markets.models import Event, Market, MarketSnapshot, Series
+from markets.models import (
+    Event,
+    Market,
+    MarketSnapshot,
+    Series,
+    SimAccount,
+    SimFill,
+    SimOrder,
+    SimPosition,
+    SimSettlement,
+)
 from markets.money import PRICE_QUANTUM
 
 # django-stubs declares ModelAdmin generic, so ``admin.ModelAdmin[Market]`` type-checks, but
@@ -261,3 +271,69 @@ class MarketSnapshotAdmin(ReadOnlyAdmin[MarketSnapshot]):
     @admin.display(description="Volume", ordering="volume")
     def volume_display(self, obj: MarketSnapshot) -> str:
         return format_count(obj.volume)
+
+
+# --- The simulated exchange's books (paper and replay): read-only, like Kalshi's. --------
+
+
+@admin.register(SimAccount)
+class SimAccountAdmin(ReadOnlyAdmin[SimAccount]):
+    list_display = ("name", "cash", "starting_cash", "created_at")
+    search_fields = ("name",)
+
+
+@admin.register(SimOrder)
+class SimOrderAdmin(ReadOnlyAdmin[SimOrder]):
+    list_display = (
+        "order_id",
+        "client_order_id",
+        "account",
+        "ticker",
+        "side",
+        "action",
+        "yes_price",
+        "count",
+        "filled_count",
+        "status",
+        "created_time",
+    )
+    list_filter = ("status", "side", "action", "account")
+    search_fields = ("order_id", "client_order_id", "ticker")
+    list_select_related = ("account",)
+    show_full_result_count = False
+
+
+@admin.register(SimFill)
+class SimFillAdmin(ReadOnlyAdmin[SimFill]):
+    list_display = (
+        "fill_id",
+        "account",
+        "ticker",
+        "side",
+        "action",
+        "count",
+        "yes_price",
+        "fee",
+        "executed_at",
+    )
+    list_filter = ("account", "side", "action")
+    search_fields = ("fill_id", "ticker")
+    raw_id_fields = ("order",)
+    list_select_related = ("account",)
+    show_full_result_count = False
+
+
+@admin.register(SimPosition)
+class SimPositionAdmin(ReadOnlyAdmin[SimPosition]):
+    list_display = ("account", "ticker", "position", "cost", "realized_pnl", "fees_paid")
+    list_filter = ("account",)
+    search_fields = ("ticker",)
+    list_select_related = ("account",)
+
+
+@admin.register(SimSettlement)
+class SimSettlementAdmin(ReadOnlyAdmin[SimSettlement]):
+    list_display = ("account", "ticker", "result", "yes_count", "no_count", "revenue", "settled_at")
+    list_filter = ("account", "result")
+    search_fields = ("ticker",)
+    list_select_related = ("account",)

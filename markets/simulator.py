@@ -85,7 +85,8 @@ class QuoteSource(Protocol):
 # --- Replay: recorded data as of a simulated clock ------------------------------------------
 
 
-def _spread_around(last: Decimal) -> tuple[Decimal, Decimal]:
+def spread_around(last: Decimal) -> tuple[Decimal, Decimal]:
+    """The replay spread assumption for a snapshot with a trade price but no bid/ask."""
     bid = min(max(last - REPLAY_HALF_SPREAD, _MIN_PRICE), _MAX_PRICE - _MIN_PRICE)
     ask = max(min(last + REPLAY_HALF_SPREAD, _MAX_PRICE), bid + _MIN_PRICE)
     return bid, ask
@@ -122,7 +123,7 @@ class ReplayQuotes:
         quotes = []
         for ticker, event_ticker, close_time, category, ts, bid, ask, last in rows:
             if bid is None and ask is None and last is not None:
-                bid, ask = _spread_around(last)
+                bid, ask = spread_around(last)
             quotes.append(
                 MarketQuote(
                     ticker=ticker,

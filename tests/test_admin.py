@@ -24,11 +24,22 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_q.models import OrmQ, Schedule, Task
 
-from markets.models import Event, Market, MarketSnapshot, Series
+from markets.models import (
+    Event,
+    Market,
+    MarketSnapshot,
+    Series,
+    SimAccount,
+    SimFill,
+    SimOrder,
+    SimPosition,
+    SimSettlement,
+)
 from trading.admin import RiskSettingsAdmin, SingletonAdmin
 from trading.audit import risk_settings_update, trading_state_set
 from trading.models import (
     AccountSnapshot,
+    BacktestRun,
     DailyCost,
     Decision,
     Fill,
@@ -241,6 +252,48 @@ def make_world() -> Market:
             success=success,
         )
     OrmQ.objects.create(key="kalshi-desk", payload="not-a-package")
+    account = SimAccount.objects.create(
+        name="paper", cash=Decimal("990"), starting_cash=Decimal("1000")
+    )
+    sim_order = SimOrder.objects.create(
+        account=account,
+        order_id="SIM-1",
+        client_order_id="kd-paper-1",
+        ticker=market.ticker,
+        side="yes",
+        action="buy",
+        yes_price=Decimal("0.5700"),
+        count=Decimal("10"),
+        filled_count=Decimal("10"),
+        status="executed",
+        created_time=NOW,
+    )
+    SimFill.objects.create(
+        account=account,
+        order=sim_order,
+        fill_id="SIM-1-F1",
+        ticker=market.ticker,
+        side="yes",
+        action="buy",
+        count=Decimal("10"),
+        yes_price=Decimal("0.5700"),
+        fee=Decimal("0.18"),
+        executed_at=NOW,
+    )
+    SimPosition.objects.create(
+        account=account, ticker=market.ticker, position=Decimal("10"), cost=Decimal("5.70")
+    )
+    SimSettlement.objects.create(
+        account=account,
+        ticker=settled.ticker,
+        result="yes",
+        yes_count=Decimal("10"),
+        revenue=Decimal("10"),
+        settled_at=NOW,
+    )
+    BacktestRun.objects.create(
+        forecaster="baseline", report={"trades": 3, "pnl_after_fees": "1.250000"}
+    )
     return market
 
 

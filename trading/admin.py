@@ -9,6 +9,7 @@ change goes through ``trading.audit``, which writes the audit trail in the same 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from django import forms
@@ -33,6 +34,7 @@ from markets.money import format_dollars
 from trading.audit import risk_settings_update, trading_state_set
 from trading.models import (
     AccountSnapshot,
+    BacktestRun,
     DailyCost,
     Decision,
     Fill,
@@ -656,3 +658,36 @@ class AccountSnapshotAdmin(ReadOnlyAdmin[AccountSnapshot]):
     @admin.display(description="Unrealized P&L", ordering="unrealized_pnl")
     def unrealized_display(self, obj: AccountSnapshot) -> str:
         return format_dollars(obj.unrealized_pnl)
+
+
+@admin.register(BacktestRun)
+class BacktestRunAdmin(ReadOnlyAdmin[BacktestRun]):
+    list_display = ("id", "created_at", "forecaster", "trades", "pnl", "drawdown", "reused_from")
+    list_filter = ("forecaster",)
+    search_fields = ("forecaster", "data_dir")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("reused_from",)
+    exclude = ("answers",)
+    readonly_fields = (
+        "created_at",
+        "forecaster",
+        "data_dir",
+        "reused_from",
+        "params",
+        "report",
+        "elapsed_ms",
+    )
+    superuser_may_delete = True
+
+    @admin.display(description="trades")
+    def trades(self, obj: BacktestRun) -> Any:
+        return obj.report.get("trades")
+
+    @admin.display(description="P&L after fees")
+    def pnl(self, obj: BacktestRun) -> str:
+        value = obj.report.get("pnl_after_fees")
+        return format_dollars(Decimal(value)) if value is not None else "—"
+
+    @admin.display(description="max drawdown")
+    def drawdown(self, obj: BacktestRun) -> Any:
+        return obj.report.get("max_drawdown")

@@ -820,3 +820,32 @@ class AccountSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mode} {self.ts:%Y-%m-%d %H:%M} {self.equity}"
+
+
+class BacktestRun(models.Model):
+    """A stored backtest: its parameters, its figures, and the forecasts it used.
+
+    ``answers`` keeps each forecast (ticker and time → probability, confidence) so a what-if
+    run can replay them under other risk settings without calling the model again.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    forecaster = models.CharField(max_length=128)
+    data_dir = models.CharField(max_length=500, blank=True)
+    reused_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="what_ifs"
+    )
+    params = models.JSONField(default=dict)
+    report = models.JSONField(default=dict)
+    answers = models.JSONField(default=dict, blank=True)
+    elapsed_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Backtest #{self.pk} ({self.forecaster})"
+
+    @property
+    def pnl_after_fees(self) -> str:
+        return self.report.get("pnl_after_fees", "")

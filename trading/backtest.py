@@ -1,0 +1,573 @@
+"""Backtests: the trading cycle replayed over recorded Kalshi data, in memory and fast.
+
+The backtest runs the engine's own decision code — ``strategy.candidate_filter``,
+``strategy.decide``, ``strategy.exit_signal``, ``strategy.apply_fill``,
+``strategy.settle_position``, the fee schedule and the same ``Forecaster`` objects — step by
+step over a simulated clock, with the replay exchange's rules (``markets.simulator``: quotes
+as of the clock, the spread and depth assumptions, fills at the top of book, settlement an
+hour after close). What it leaves out is the database round trips of the live services: the
+books are kept in memory, so a year of recorded markets replays in seconds. A parity test
+(tests/trading/test_backtest.py) runs the database-backed cycle and this one on the same
+recorded slice and requires identical decisions, fills and cash.
+
+The cycle mirrors ``trading.services.trading_cycle_run`` step for step:
+
+1. the exchange settles what has settled; the books snapshot the equity;
+2. decide every candidate (one decision per market per ``reanalyse_minutes``); buys fill at
+   once at the ask (the replay book offers ``REPLAY_DEPTH`` contracts; sizing never asks for
+   more);
+3. exits for positions held *before* this cycle sell at the bid;
+4. the books take the fills and snapshot the equity again.
+
+No lookahead: a quote is visible only from its timestamp on, a result only from its
+settlement time. Deterministic: the same data and parameters give the same report.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from markets.exchange import MarketQuote
+from markets.fees import taker_fee
+from markets.money import MONEY_QUANTUM, ZERO
+from markets.recorded import CATEGORY, RecordedData, close_time, open_time, recorded_data_parse
+from markets.simulator import REPLAY_DEPTH, SETTLE_DELAY, spread_around
+from trading import scoring, strategy
+from trading.forecasters import Forecaster, ForecastResult
+from trading.reasons import Reason
+
+DEFAULT_STEP = timedelta(minutes=5)
+END_MARGIN = timedelta(hours=2)
+
+
+@dataclass
+class _Market:
+    ticker: str
+    event_ticker: str
+    open_time: datetime
+    close_time: datetime
+    result: str
+    times: list[datetime]
+    quotes: list[tuple[Decimal | None, Decimal | None, Decimal | None]]  # bid, ask, last
+
+    @property
+    def settles_at(self) -> datetime:
+        return self.close_time + SETTLE_DELAY
+
+
+class RecordedBook:
+    """Quotes as of a clock from parsed recorded data; never anything after the clock."""
+
+    def __init__(self, data: RecordedData, *, until: datetime | None = None) -> None:
+        by_ticker: dict[str, list[tuple[datetime, Any]]] = {}
+        for (ticker, ts), quote in data.snapshots.items():
+            if until is None or ts <= until:
+                by_ticker.setdefault(ticker, []).append((ts, quote))
+        self.markets: dict[str, _Market] = {}
+        for ticker, spec in sorted(data.markets.items()):
+            rows = sorted(by_ticker.get(ticker, []), key=lambda r: r[0])
+            settled = spec.result and (
+                until is None or close_time(spec.series, spec.event_date) + SETTLE_DELAY <= until
+            )
+            self.markets[ticker] = _Market(
+                ticker=ticker,
+                event_ticker=spec.event_ticker,
+                open_time=open_time(spec.event_date),
+                close_time=close_time(spec.series, spec.event_date),
+                result=spec.result if settled else "",
+                times=[ts for ts, _ in rows],
+                quotes=[(q.yes_bid, q.yes_ask, q.last_price) for _, q in rows],
+            )
+        self._all_times = sorted({t for m in self.markets.values() for t in m.times})
+        self._by_open = sorted(self.markets.values(), key=lambda m: (m.open_time, m.ticker))
+
+    @property
+    def start(self) -> datetime | None:
+        return self._by_open[0].open_time if self._by_open else None
+
+    @property
+    def end(self) -> datetime | None:
+        closes = [m.close_time for m in self.markets.values()]
+        return max(closes) if closes else None
+
+    def open_at(self, now: datetime) -> list[_Market]:
+        cut = bisect.bisect_right([m.open_time for m in self._by_open], now)
+        return [m for m in self._by_open[:cut] if m.close_time > now]
+
+    def quote(self, market: _Market, now: datetime) -> MarketQuote | None:
+        i = bisect.bisect_right(market.times, now)
+        if i == 0:
+            return None
+        bid, ask, last = market.quotes[i - 1]
+        if bid is None and ask is None and last is not None:
+            bid, ask = spread_around(last)
+        return MarketQuote(
+            ticker=market.ticker,
+            event_ticker=market.event_ticker,
+            status="active",
+            close_time=market.close_time,
+            yes_bid=bid,
+            yes_ask=ask,
+            last_price=last,
+            volume=ZERO,
+            category=CATEGORY,
+            yes_ask_depth=REPLAY_DEPTH if ask is not None else ZERO,
+            no_ask_depth=REPLAY_DEPTH if bid is not None else ZERO,
+            observed_at=market.times[i - 1],
+        )
+
+    def quotes_at(self, now: datetime) -> list[MarketQuote]:
+        found = (self.quote(m, now) for m in self.open_at(now))
+        return sorted((q for q in found if q is not None), key=lambda q: q.ticker)
+
+    def next_time(self, current: datetime, step: timedelta) -> datetime:
+        """The replay clock's next tick: one step, or over a gap to the next recorded quote."""
+        target = current + step
+        if any(self.quote(m, target) for m in self.open_at(target)):
+            return target
+        i = bisect.bisect_right(self._all_times, current)
+        if i < len(self._all_times):
+            return max(target, self._all_times[i])
+        return target
+
+
+@dataclass
+class _Position:
+    state: strategy.PositionState
+    opened_at: datetime
+    close_time: datetime
+
+
+@dataclass
+class BacktestParams:
+    forecaster: str = "baseline"
+    start: datetime | None = None
+    end: datetime | None = None
+    step: timedelta = DEFAULT_STEP
+    starting_cash: Decimal = Decimal("1000")
+    limits: strategy.RiskLimits = field(default_factory=strategy.RiskLimits)
+
+
+@dataclass
+class DecisionRecord:
+    at: datetime
+    ticker: str
+    reason: str
+    side: str = ""
+    count: Decimal | None = None
+    price: Decimal | None = None
+    probability: Decimal | None = None
+    confidence: Decimal | None = None
+    market_price: Decimal | None = None
+
+
+@dataclass
+class FillRecord:
+    at: datetime
+    ticker: str
+    side: str
+    action: str
+    count: Decimal
+    price: Decimal  # per contract of ``side``
+    fee: Decimal
+
+
+@dataclass
+class BacktestResult:
+    params: BacktestParams
+    decisions: list[DecisionRecord]
+    fills: list[FillRecord]
+    equity: list[tuple[datetime, Decimal]]
+    cash: Decimal
+    closed: list[strategy.PositionState]
+    open_positions: dict[str, _Position]
+    settlements: int
+    steps: int
+    market_steps: int
+    outcomes: dict[str, str]
+    max_exposure: Decimal = ZERO
+    elapsed_s: float = 0.0
+
+    def report(self) -> dict[str, Any]:
+        """The figures, JSON-ready; nothing depends on the wall clock except ``elapsed_s``."""
+        start = self.params.starting_cash
+        final_equity = self.equity[-1][1] if self.equity else start
+        fees = sum((f.fee for f in self.fills), ZERO)
+        buys = [f for f in self.fills if f.action == "buy"]
+        wins = sum(1 for p in self.closed if p.realized_pnl > 0)
+        peak = start
+        max_dd = ZERO
+        for _, equity in self.equity:
+            peak = max(peak, equity)
+            if peak > 0:
+                max_dd = max(max_dd, (peak - equity) / peak)
+        scored = [
+            (d.probability, d.market_price, self.outcomes[d.ticker])
+            for d in self.decisions
+            if d.probability is not None
+            and d.market_price is not None
+            and self.outcomes.get(d.ticker) in ("yes", "no")
+        ]
+        probs = [p for p, _, _ in scored]
+        market = [m for _, m, _ in scored]
+        outcome = [1 if o == "yes" else 0 for _, _, o in scored]
+        funnel = Counter(d.reason for d in self.decisions)
+        return {
+            "data_from": _iso(self.equity[0][0]) if self.equity else None,
+            "data_to": _iso(self.equity[-1][0]) if self.equity else None,
+            "forecaster": self.params.forecaster,
+            "steps": self.steps,
+            "market_steps": self.market_steps,
+            "decisions": len(self.decisions),
+            "trades": len(buys),
+            "fills": len(self.fills),
+            "fees": str(fees.quantize(MONEY_QUANTUM)),
+            "starting_cash": str(start),
+            "final_equity": str(final_equity.quantize(MONEY_QUANTUM)),
+            "pnl_after_fees": str((final_equity - start).quantize(MONEY_QUANTUM)),
+            "max_drawdown": str(max_dd.quantize(Decimal("0.000001"))),
+            "max_exposure": str(self.max_exposure.quantize(Decimal("0.000001"))),
+            "closed_positions": len(self.closed),
+            "open_positions": len(self.open_positions),
+            "settlements": self.settlements,
+            "win_rate": str((Decimal(wins) / len(self.closed)).quantize(Decimal("0.0001")))
+            if self.closed
+            else None,
+            "scored_forecasts": len(scored),
+            "brier_forecaster": str(scoring.brier(probs, outcome)) if scored else None,
+            "brier_market": str(scoring.brier(market, outcome)) if scored else None,
+            "funnel": dict(sorted(funnel.items())),
+            "calibration": _calibration(probs, outcome) if scored else [],
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _calibration(probs: list[Decimal], outcomes: list[int]) -> list[dict[str, Any]]:
+    table = scoring.reliability_table(probs, outcomes)
+    return [_jsonable(row) for row in table]
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        value = {k: getattr(value, k) for k in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+class Backtest:
+    """One backtest run over a ``RecordedBook`` with a forecaster and risk limits."""
+
+    def __init__(
+        self,
+        book: RecordedBook,
+        forecaster: Forecaster,
+        params: BacktestParams,
+        *,
+        on_step: Callable[[datetime], None] | None = None,
+    ) -> None:
+        self.book = book
+        self.forecaster = forecaster
+        self.params = params
+        self.limits = params.limits
+        self.on_step = on_step
+        self.cash = params.starting_cash
+        self.positions: dict[str, _Position] = {}
+        self.closed: list[strategy.PositionState] = []
+        self.last_decided: dict[str, datetime] = {}
+        self.day_first: dict[Any, Decimal] = {}
+        self.decisions: list[DecisionRecord] = []
+        self.fills: list[FillRecord] = []
+        self.equity: list[tuple[datetime, Decimal]] = []
+        self.settlements = 0
+        self.market_steps = 0
+        self.exposure_peak = ZERO
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> BacktestResult:
+        started = time.perf_counter()
+        steps = 0
+        if self.book.start is not None and self.book.end is not None:
+            now = self.book.start
+            end = self.book.end + END_MARGIN
+            if self.params.end is not None:
+                end = min(end, self.params.end)
+            while True:
+                if now >= end:
+                    break
+                now = self.book.next_time(now, self.params.step)
+                if self.params.start is not None and now < self.params.start:
+                    continue
+                if self.params.end is not None and now > self.params.end:
+                    break
+                self.cycle(now)
+                steps += 1
+                if self.on_step:
+                    self.on_step(now)
+        result = BacktestResult(
+            params=self.params,
+            decisions=self.decisions,
+            fills=self.fills,
+            equity=self.equity,
+            cash=self.cash,
+            closed=self.closed,
+            open_positions=self.positions,
+            settlements=self.settlements,
+            steps=steps,
+            market_steps=self.market_steps,
+            outcomes={t: m.result for t, m in self.book.markets.items() if m.result},
+            max_exposure=self.exposure_peak,
+            elapsed_s=time.perf_counter() - started,
+        )
+        return result
+
+    def cycle(self, now: datetime) -> None:
+        self._settle(now)
+        quotes = self.book.quotes_at(now)
+        self.market_steps += len(quotes)
+        by_ticker = {q.ticker: q for q in quotes}
+        day = now.date()
+        # The database engine reads the day's first equity snapshot: during the day's first
+        # cycle that is this cycle's opening equity, afterwards that cycle's closing equity.
+        opening = self.day_first.get(day, self._equity(by_ticker).quantize(MONEY_QUANTUM))
+        held_before = dict(self.positions)
+        self._decide(now, quotes, by_ticker, opening)
+        self._exits(now, held_before, by_ticker)
+        end_equity = self._equity(by_ticker).quantize(MONEY_QUANTUM)
+        self.day_first.setdefault(day, end_equity)
+        self.equity.append((now, end_equity))
+        if end_equity > 0:
+            invested = sum((p.state.cost_basis for p in self.positions.values()), ZERO)
+            self.exposure_peak = max(self.exposure_peak, invested / end_equity)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _settle(self, now: datetime) -> None:
+        for ticker in sorted(self.positions):
+            market = self.book.markets[ticker]
+            if market.result and market.settles_at <= now:
+                position = self.positions.pop(ticker)
+                payout = strategy.settlement_payout(position.state, market.result)
+                state, _ = strategy.settle_position(position.state, market.result)
+                self.cash += payout.quantize(MONEY_QUANTUM)
+                self.closed.append(state)
+                self.settlements += 1
+
+    def _equity(self, quotes: dict[str, MarketQuote]) -> Decimal:
+        equity = self.cash
+        for ticker, position in self.positions.items():
+            bid = _held_bid(position.state.side, quotes.get(ticker))
+            equity += position.state.count * bid if bid is not None else position.state.cost_basis
+        return equity
+
+    def _portfolio(
+        self, quotes: dict[str, MarketQuote], opening: Decimal
+    ) -> strategy.PortfolioView:
+        equity = self._equity(quotes)
+        exposure: dict[str, Decimal] = {}
+        for position in self.positions.values():
+            exposure[CATEGORY] = exposure.get(CATEGORY, ZERO) + position.state.cost_basis
+        return strategy.PortfolioView(
+            cash=self.cash,
+            equity=equity,
+            open_positions=len(self.positions),
+            open_tickers=frozenset(self.positions),
+            category_exposure=exposure,
+            daily_pnl=equity - opening,
+        )
+
+    def _decide(
+        self, now: datetime, quotes: list[MarketQuote], by_ticker, opening: Decimal
+    ) -> None:
+        limits = self.limits
+        portfolio = self._portfolio(by_ticker, opening)
+        window = timedelta(minutes=int(limits.reanalyse_minutes))
+        buys: list[tuple[MarketQuote, strategy.DecisionResult]] = []
+        for quote in quotes:
+            last = self.last_decided.get(quote.ticker)
+            if last is not None and now - last < window:
+                continue
+            view = _market_view(quote, limits)
+            reason = strategy.candidate_filter(view, portfolio, limits, now=now)
+            self.last_decided[quote.ticker] = now
+            if reason is not None:
+                self.decisions.append(DecisionRecord(now, quote.ticker, reason.value))
+                continue
+            answer = self.forecaster.forecast(quote, now=now)
+            market_price = quote.mid.quantize(Decimal("0.0001")) if quote.mid is not None else None
+            valid = answer.valid and answer.probability is not None
+            if answer.budget_exhausted:
+                result = strategy.DecisionResult(reason=Reason.AI_BUDGET_EXHAUSTED)
+            else:
+                result = strategy.decide(
+                    view,
+                    strategy.ForecastView(
+                        probability=answer.probability if valid else None,
+                        confidence=answer.confidence if valid else None,
+                        forecaster=self.forecaster.name,
+                        valid=valid,
+                    ),
+                    portfolio,
+                    limits,
+                    now=now,
+                )
+            self.decisions.append(
+                DecisionRecord(
+                    now,
+                    quote.ticker,
+                    result.reason.value,
+                    side=result.side or "",
+                    count=result.count if result.reason == Reason.TRADED else None,
+                    price=result.price,
+                    probability=answer.probability if valid else None,
+                    confidence=answer.confidence if valid else None,
+                    market_price=market_price,
+                )
+            )
+            if result.reason == Reason.TRADED:
+                buys.append((quote, result))
+                cost = strategy.order_cost(result.count, result.price)
+                exposure = dict(portfolio.category_exposure)
+                exposure[CATEGORY] = exposure.get(CATEGORY, ZERO) + cost
+                portfolio = replace(
+                    portfolio,
+                    cash=portfolio.cash - cost,
+                    category_exposure=exposure,
+                    pending_tickers=portfolio.pending_tickers | {quote.ticker},
+                )
+        for quote, result in buys:
+            self._fill(now, quote, result.side, "buy", result.count)
+
+    def _exits(self, now: datetime, held_before: dict[str, _Position], by_ticker) -> None:
+        for ticker in sorted(held_before):
+            position = self.positions.get(ticker)
+            quote = by_ticker.get(ticker)
+            bid = _held_bid(position.state.side, quote) if position else None
+            if position is None or bid is None:
+                continue
+            view = strategy.PositionView(
+                ticker=ticker,
+                side=position.state.side,
+                count=position.state.count,
+                avg_price=position.state.cost_basis / position.state.count,
+                opened_at=position.opened_at,
+                close_time=position.close_time,
+                bid=bid,
+            )
+            signal = strategy.exit_signal(view, self.limits, now=now)
+            if signal is None:
+                continue
+            self.last_decided[ticker] = now
+            self.decisions.append(
+                DecisionRecord(
+                    now,
+                    ticker,
+                    Reason.EXIT.value,
+                    side=signal.side,
+                    count=signal.count,
+                    price=signal.price,
+                )
+            )
+            self._fill(now, quote, signal.side, "sell", signal.count)
+
+    def _fill(self, now: datetime, quote: MarketQuote, side: str, action: str, count: Decimal):
+        buys_yes = (side == "yes") == (action == "buy")
+        yes_price = quote.yes_ask if buys_yes else quote.yes_bid
+        depth = quote.yes_ask_depth if buys_yes else quote.no_ask_depth
+        if yes_price is None:
+            return
+        quantity = count if depth is None else min(count, depth)
+        position = self.positions.get(quote.ticker)
+        if action == "sell":
+            held = position.state.count if position and position.state.side == side else ZERO
+            quantity = min(quantity, held)
+        if quantity <= 0:
+            return
+        side_price = yes_price if side == "yes" else 1 - yes_price
+        fee = taker_fee(quantity, side_price)
+        if action == "buy" and quantity * side_price + fee > self.cash:
+            return
+        state = position.state if position else strategy.PositionState()
+        new, _ = strategy.apply_fill(state, side, action, quantity, side_price, fee)
+        self.cash += (quantity * side_price if action == "sell" else -quantity * side_price) - fee
+        self.fills.append(FillRecord(now, quote.ticker, side, action, quantity, side_price, fee))
+        if new.is_open:
+            opened = position.opened_at if position else now
+            self.positions[quote.ticker] = _Position(new, opened, quote.close_time)
+        else:
+            self.positions.pop(quote.ticker, None)
+            self.closed.append(new)
+
+
+def _held_bid(side: str | None, quote: MarketQuote | None) -> Decimal | None:
+    if quote is None or side is None:
+        return None
+    return quote.yes_bid if side == "yes" else quote.no_bid
+
+
+def _market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.MarketView:
+    return strategy.MarketView(
+        ticker=quote.ticker,
+        category=quote.category,
+        status=quote.status,
+        close_time=quote.close_time,
+        volume=quote.volume if quote.volume else limits.min_volume,
+        yes_bid=quote.yes_bid,
+        yes_ask=quote.yes_ask,
+        no_bid=quote.no_bid,
+        no_ask=quote.no_ask,
+        yes_ask_depth=quote.yes_ask_depth,
+        no_ask_depth=quote.no_ask_depth,
+    )
+
+
+class RecordedAnswers:
+    """A forecaster that replays the answers of an earlier run (what-if runs cost nothing)."""
+
+    def __init__(self, name: str, answers: dict[tuple[str, str], tuple[str, str]]) -> None:
+        self.name = name
+        self.answers = answers
+
+    def forecast(self, quote: MarketQuote, *, now: datetime) -> ForecastResult:
+        found = self.answers.get((quote.ticker, now.isoformat()))
+        if found is None:
+            return ForecastResult(None, None, valid=False, error="no recorded answer")
+        return ForecastResult(Decimal(found[0]), Decimal(found[1]), rationale="recorded")
+
+
+def recorded_answers(decisions: Iterable[DecisionRecord]) -> dict[tuple[str, str], tuple[str, str]]:
+    return {
+        (d.ticker, d.at.isoformat()): (str(d.probability), str(d.confidence))
+        for d in decisions
+        if d.probability is not None and d.confidence is not None
+    }
+
+
+def backtest_run(
+    *,
+    data_dir: Path,
+    forecaster: Forecaster,
+    params: BacktestParams,
+    on_step: Callable[[datetime], None] | None = None,
+    data: RecordedData | None = None,
+) -> BacktestResult:
+    data = data or recorded_data_parse(data_dir=data_dir)
+    book = RecordedBook(data)
+    return Backtest(book, forecaster, params, on_step=on_step).run()

@@ -1,0 +1,179 @@
+"""Backtest the engine over recorded Kalshi data and store the run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+from tqdm import tqdm
+
+from markets.recorded import RecordedDataError, recorded_data_parse
+from trading import backtest, strategy
+from trading.forecasters import forecaster_for
+from trading.models import BacktestRun, RiskSettings
+
+
+def _moment(value: str | None, option: str) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+    if parsed is None or parsed.tzinfo is None:
+        raise CommandError(f"{option}: {value!r} is not an ISO date or time with a time zone")
+    return parsed
+
+
+def _overrides(limits: strategy.RiskLimits, pairs: list[str]) -> strategy.RiskLimits:
+    known = {f.name: f for f in fields(strategy.RiskLimits)}
+    changes = {}
+    for pair in pairs:
+        name, _, raw = pair.partition("=")
+        if name not in known or not raw:
+            raise CommandError(f"--set {pair!r}: expected NAME=VALUE with NAME one of the limits")
+        current = getattr(limits, name)
+        try:
+            if isinstance(current, tuple):
+                changes[name] = tuple(c.strip() for c in raw.split(",") if c.strip())
+            elif isinstance(current, int) and not isinstance(current, bool):
+                changes[name] = int(raw)
+            else:
+                changes[name] = Decimal(raw)
+        except (ValueError, InvalidOperation):
+            raise CommandError(f"--set {pair!r}: {raw!r} is not a valid value") from None
+    return replace(limits, **changes)
+
+
+class Command(BaseCommand):
+    help = "Replay the engine over recorded markets and report trades, P&L, scores and funnel."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--data", default=str(settings.RECORDED_DATA_DIR))
+        parser.add_argument(
+            "--forecaster",
+            default="baseline",
+            help="baseline, market, llm, or a dotted Forecaster class path",
+        )
+        parser.add_argument("--from", dest="start", default=None, help="ISO time (UTC offset)")
+        parser.add_argument("--to", dest="end", default=None, help="ISO time (UTC offset)")
+        parser.add_argument("--json", dest="json_path", default=None)
+        parser.add_argument("--step", type=int, default=5, help="minutes per cycle")
+        parser.add_argument("--cash", default="1000.00", help="starting cash in dollars")
+        parser.add_argument(
+            "--set",
+            dest="sets",
+            action="append",
+            default=[],
+            help="risk limit override NAME=VALUE (repeatable): a what-if",
+        )
+        parser.add_argument(
+            "--reuse",
+            type=int,
+            default=None,
+            help="replay the forecasts of stored run N (no model calls)",
+        )
+        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--no-store", action="store_true", help="do not store the run")
+
+    def handle(self, *args, **o) -> str:
+        limits = _overrides(strategy.RiskLimits.from_object(RiskSettings.load()), o["sets"])
+        try:
+            cash = Decimal(o["cash"])
+        except InvalidOperation:
+            raise CommandError(f"--cash: {o['cash']!r} is not a dollar amount") from None
+        source = None
+        if o["reuse"] is not None:
+            source = BacktestRun.objects.filter(pk=o["reuse"]).first()
+            if source is None:
+                raise CommandError(f"--reuse: there is no stored backtest #{o['reuse']}")
+            answers = {tuple(k.split("|", 1)): tuple(v) for k, v in source.answers.items()}
+            forecaster = backtest.RecordedAnswers(source.forecaster, answers)
+        else:
+            try:
+                forecaster = forecaster_for(o["forecaster"])
+            except (ValueError, ImportError) as exc:
+                raise CommandError(str(exc)) from None
+        params = backtest.BacktestParams(
+            forecaster=getattr(forecaster, "name", o["forecaster"]),
+            start=_moment(o["start"], "--from"),
+            end=_moment(o["end"], "--to"),
+            step=backtest.DEFAULT_STEP * o["step"] / 5,
+            starting_cash=cash,
+            limits=limits,
+        )
+        data_dir = Path(o["data"])
+        try:
+            data = recorded_data_parse(data_dir=data_dir, progress=not o["no_progress"])
+        except RecordedDataError as exc:
+            raise CommandError(str(exc)) from None
+        book = backtest.RecordedBook(data)
+        total = None
+        if book.start and book.end:
+            total = int((book.end - book.start) / params.step)
+        with tqdm(
+            total=total,
+            desc="replaying",
+            unit="step",
+            disable=o["no_progress"] or None,
+            file=self.stderr,
+        ) as bar:
+            result = backtest.Backtest(
+                book, forecaster, params, on_step=lambda _now: bar.update()
+            ).run()
+        report = result.report()
+        if not o["no_store"]:
+            answers = {
+                f"{t}|{at}": list(v)
+                for (t, at), v in backtest.recorded_answers(result.decisions).items()
+            }
+            run = BacktestRun.objects.create(
+                forecaster=params.forecaster,
+                data_dir=str(data_dir),
+                reused_from=source,
+                params={
+                    "from": o["start"],
+                    "to": o["end"],
+                    "step_minutes": o["step"],
+                    "cash": str(cash),
+                    "overrides": o["sets"],
+                },
+                report=report,
+                answers=answers,
+                elapsed_ms=int(result.elapsed_s * 1000),
+            )
+            report_id = f"Stored as backtest #{run.pk}."
+        else:
+            report_id = ""
+        if o["json_path"]:
+            Path(o["json_path"]).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return _text(report) + ("\n" + report_id if report_id else "")
+
+
+def _text(r: dict) -> str:
+    lines = [
+        f"Backtest {r['data_from']} → {r['data_to']} with forecaster {r['forecaster']}",
+        f"  steps {r['steps']}, market-steps {r['market_steps']}, decisions {r['decisions']}",
+        f"  trades {r['trades']}, fills {r['fills']}, fees ${r['fees']}",
+        f"  P&L after fees ${r['pnl_after_fees']} (equity ${r['final_equity']} from "
+        f"${r['starting_cash']}), max drawdown {r['max_drawdown']}, "
+        f"max exposure {r['max_exposure']}",
+        f"  positions closed {r['closed_positions']} (win rate {r['win_rate']}), "
+        f"still open {r['open_positions']}, settlements {r['settlements']}",
+        f"  Brier: forecaster {r['brier_forecaster']} vs market {r['brier_market']} "
+        f"over {r['scored_forecasts']} scored forecasts",
+        "  Funnel: " + ", ".join(f"{k}={v}" for k, v in r["funnel"].items()),
+    ]
+    if r["calibration"]:
+        lines.append("  Calibration (bin: n, mean forecast, observed):")
+        for row in r["calibration"]:
+            if row.get("count"):
+                lines.append(
+                    f"    {row.get('lower', '')}-{row.get('upper', '')}: {row['count']}, "
+                    f"{row.get('mean_forecast')}, {row.get('observed_rate')}"
+                )
+    lines.append(f"  elapsed {r['elapsed_s']} s")
+    return "\n".join(lines)
