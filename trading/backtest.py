@@ -88,6 +88,12 @@ class RecordedBook:
             )
         self._all_times = sorted({t for m in self.markets.values() for t in m.times})
         self._by_open = sorted(self.markets.values(), key=lambda m: (m.open_time, m.ticker))
+        self._open_times = [m.open_time for m in self._by_open]
+        self._longest = max(
+            (m.close_time - m.open_time for m in self._by_open), default=timedelta(0)
+        )
+        self._quotes_cache: tuple[datetime | None, list[MarketQuote]] = (None, [])
+        self._quote_by_index: dict[str, tuple[int, MarketQuote]] = {}
 
     @property
     def start(self) -> datetime | None:
@@ -99,13 +105,23 @@ class RecordedBook:
         return max(closes) if closes else None
 
     def open_at(self, now: datetime) -> list[_Market]:
-        cut = bisect.bisect_right([m.open_time for m in self._by_open], now)
-        return [m for m in self._by_open[:cut] if m.close_time > now]
+        cut = bisect.bisect_right(self._open_times, now)
+        # No market is open longer than the longest one: older openings are all closed.
+        first = bisect.bisect_right(self._open_times, now - self._longest)
+        return [m for m in self._by_open[first:cut] if m.close_time > now]
 
     def quote(self, market: _Market, now: datetime) -> MarketQuote | None:
         i = bisect.bisect_right(market.times, now)
         if i == 0:
             return None
+        cached = self._quote_by_index.get(market.ticker)
+        if cached is not None and cached[0] == i:
+            return cached[1]
+        quote = self._build_quote(market, i)
+        self._quote_by_index[market.ticker] = (i, quote)
+        return quote
+
+    def _build_quote(self, market: _Market, i: int) -> MarketQuote:
         bid, ask, last = market.quotes[i - 1]
         if bid is None and ask is None and last is not None:
             bid, ask = spread_around(last)
@@ -125,13 +141,16 @@ class RecordedBook:
         )
 
     def quotes_at(self, now: datetime) -> list[MarketQuote]:
-        found = (self.quote(m, now) for m in self.open_at(now))
-        return sorted((q for q in found if q is not None), key=lambda q: q.ticker)
+        if self._quotes_cache[0] != now:
+            found = (self.quote(m, now) for m in self.open_at(now))
+            quotes = sorted((q for q in found if q is not None), key=lambda q: q.ticker)
+            self._quotes_cache = (now, quotes)
+        return self._quotes_cache[1]
 
     def next_time(self, current: datetime, step: timedelta) -> datetime:
         """The replay clock's next tick: one step, or over a gap to the next recorded quote."""
         target = current + step
-        if any(self.quote(m, target) for m in self.open_at(target)):
+        if self.quotes_at(target):
             return target
         i = bisect.bisect_right(self._all_times, current)
         if i < len(self._all_times):
