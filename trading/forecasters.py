@@ -73,6 +73,10 @@ def forecaster_for(name: str | None = None) -> Forecaster:
         from trading.llm import llm_forecaster
 
         return llm_forecaster()
+    if name == "recorded":
+        from trading.llm import recorded_forecaster
+
+        return recorded_forecaster()
     if "." in name:
         from django.utils.module_loading import import_string
 
