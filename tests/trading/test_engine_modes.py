@@ -76,7 +76,9 @@ class LiveModeTests(TestCase):
         self.assertEqual(self.fake.count("POST /portfolio/events/orders"), 3)
         ids = [o.client_order_id for o in self.fake.accepted]
         self.assertEqual(len(ids), len(set(ids)))
-        self.assertEqual(sorted(ids), sorted(Order.objects.values_list("client_order_id", flat=True)))
+        self.assertEqual(
+            sorted(ids), sorted(Order.objects.values_list("client_order_id", flat=True))
+        )
         self.assertTrue(Fill.objects.exists())
         self.assertEqual(TradingState.load().state, "active", TradingState.load().reason)
 
@@ -93,6 +95,75 @@ class ReplayModeTests(TestCase):
             )
             traded += report.counts.get("traded", 0)
         self.assertGreater(traded, 0)
-        self.assertEqual(SimOrder.objects.count(), Order.objects.exclude(status="not_placed").count())
+        self.assertEqual(
+            SimOrder.objects.count(), Order.objects.exclude(status="not_placed").count()
+        )
         for order in Order.objects.all():
             self.assertLessEqual(order.created_at, TradingState.load().replay_clock)
+
+
+@override_settings(TRADING_MODE="live")
+class LiveFaultTests(TestCase):
+    """Faults on order creation at the HTTP transport: the intent becomes UNKNOWN, its market
+    is blocked, and only reconciliation settles it — never a second POST."""
+
+    def setUp(self):
+        self.fake = FakeKalshi()
+        self.fake.now = timezone.now()
+        self.fake.add_market(
+            "KXTEST-26SEP01-B0",
+            yes_bid="0.3000",
+            yes_ask="0.3200",
+            volume="5000.00",
+            close_time=timezone.now() + timedelta(days=3),
+        )
+        client = self.fake.client()
+        market_sync(client=client)
+        self.exchange = KalshiExchange(client)
+        TradingState.objects.update_or_create(pk=1, defaults={"live_armed": True})
+
+    def cycle(self):
+        return services.trading_cycle_run(exchange=self.exchange, forecaster=Bullish(), mode="live")
+
+    def check(self, kind: str, *, accepted: bool):
+        self.fake.fail_next("POST /portfolio/events/orders", kind)
+        self.cycle()
+        self.assertEqual(self.fake.count("POST /portfolio/events/orders"), 1)
+        order = Order.objects.get()
+        # Either still unknown, or already resolved by the cycle's closing reconcile (found).
+        if accepted:
+            self.assertIn(order.status, ("unknown", "acked", "filled", "partially_filled"))
+        else:
+            self.assertEqual(order.status, "unknown")
+        # Later cycles never resend it; once the grace period passes, reconcile decides.
+        import time_machine
+
+        with time_machine.travel(timezone.now() + timedelta(minutes=2), tick=False):
+            self.cycle()
+            self.cycle()
+        order.refresh_from_db()
+        self.assertEqual(self.fake.count("POST /portfolio/events/orders"), 1, kind)
+        self.assertEqual(len(self.fake.accepted), 1 if accepted else 0)
+        if accepted:
+            self.assertIn(order.status, ("acked", "filled", "partially_filled"))
+            self.assertEqual(order.exchange_order_id, self.fake.accepted[0].order_id)
+        else:
+            self.assertEqual(order.status, "not_placed")
+
+    def test_429_on_create(self):
+        self.check("429", accepted=False)
+
+    def test_500_on_create(self):
+        self.check("500", accepted=False)
+
+    def test_timeout_on_create(self):
+        self.check("timeout", accepted=False)
+
+    def test_2xx_without_an_order(self):
+        self.check("no_order", accepted=False)
+
+    def test_accepted_then_500(self):
+        self.check("accept_then_500", accepted=True)
+
+    def test_accepted_then_timeout(self):
+        self.check("accept_then_timeout", accepted=True)
