@@ -213,6 +213,7 @@ class BacktestResult:
     market_steps: int
     outcomes: dict[str, str]
     max_exposure: Decimal = ZERO
+    reduce_only_since: datetime | None = None
     elapsed_s: float = 0.0
 
     def report(self) -> dict[str, Any]:
@@ -257,6 +258,9 @@ class BacktestResult:
             "closed_positions": len(self.closed),
             "open_positions": len(self.open_positions),
             "settlements": self.settlements,
+            "daily_loss_breaker_at": _iso(self.reduce_only_since)
+            if self.reduce_only_since
+            else None,
             "win_rate": str((Decimal(wins) / len(self.closed)).quantize(Decimal("0.0001")))
             if self.closed
             else None,
@@ -317,6 +321,8 @@ class Backtest:
         self.settlements = 0
         self.market_steps = 0
         self.exposure_peak = ZERO
+        self.state = "active"
+        self.breaker_tripped_at: datetime | None = None
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -353,6 +359,7 @@ class Backtest:
             market_steps=self.market_steps,
             outcomes={t: m.result for t, m in self.book.markets.items() if m.result},
             max_exposure=self.exposure_peak,
+            reduce_only_since=self.breaker_tripped_at,
             elapsed_s=time.perf_counter() - started,
         )
         return result
@@ -366,6 +373,11 @@ class Backtest:
         # The database engine reads the day's first equity snapshot: during the day's first
         # cycle that is this cycle's opening equity, afterwards that cycle's closing equity.
         opening = self.day_first.get(day, self._equity(by_ticker).quantize(MONEY_QUANTUM))
+        if self.state == "active" and strategy.daily_loss_breached(
+            self._portfolio(by_ticker, opening), self.limits
+        ):
+            self.state = "reduce_only"  # as the engine's breaker: until an operator resumes
+            self.breaker_tripped_at = now
         held_before = dict(self.positions)
         self._decide(now, quotes, by_ticker, opening)
         self._exits(now, held_before, by_ticker)
@@ -410,6 +422,7 @@ class Backtest:
             open_tickers=frozenset(self.positions),
             category_exposure=exposure,
             daily_pnl=equity - opening,
+            trading_state=self.state,
         )
 
     def _decide(

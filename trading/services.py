@@ -912,6 +912,28 @@ def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> Jo
     return run
 
 
+def _daily_loss_breaker(
+    exchange: Exchange, mode: str, quotes: list[MarketQuote], now: datetime, report: CycleReport
+) -> None:
+    """Switch to reduce-only (exits still run) once today's loss reaches the limit."""
+    if TradingState.load().state != TradingState.State.ACTIVE:
+        return
+    view = portfolio_view(
+        exchange=exchange, mode=mode, quotes={q.ticker: q for q in quotes}, now=now
+    )
+    limits = risk_limits()
+    if strategy.daily_loss_breached(view, limits):
+        trading_state_set(
+            state=TradingState.State.REDUCE_ONLY,
+            reason=(
+                f"daily loss limit: today's P&L {view.daily_pnl.quantize(Decimal('0.01'))} "
+                f"reached {limits.max_daily_loss_pct:%} of equity; resume when reviewed"
+            ),
+            user=None,
+        )
+        report.add("daily_loss_breaker")
+
+
 def trading_cycle_run(
     *,
     exchange: Exchange,
@@ -927,6 +949,7 @@ def trading_cycle_run(
     reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run)
     reconciled_at = timezone.now()
     quotes = exchange.open_markets()
+    _daily_loss_breaker(exchange, mode, quotes, now, report)
     decide_run(
         exchange=exchange,
         forecaster=forecaster,

@@ -584,6 +584,15 @@ class RiskCheck:
         }
 
 
+def daily_loss_breached(portfolio: PortfolioView, limits: RiskLimits) -> bool:
+    """The daily-loss breaker: today's P&L has reached ``−max_daily_loss_pct × equity``.
+
+    The same line as the ``daily_loss`` risk check; the engine then switches trading to
+    reduce-only until an operator resumes it.
+    """
+    return not portfolio.daily_pnl > -(limits.max_daily_loss_pct * portfolio.equity)
+
+
 def risk_check(
     order_cost: Decimal, category: str, portfolio: PortfolioView, limits: RiskLimits
 ) -> list[RiskCheck]:

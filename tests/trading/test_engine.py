@@ -252,3 +252,34 @@ class FlattenTests(TestCase):
         )
         position.refresh_from_db()
         self.assertEqual(position.status, "closed")
+
+
+class DailyLossBreakerTests(TestCase):
+    def test_a_loss_beyond_the_daily_limit_switches_to_reduce_only_and_exits_still_run(self):
+        from trading.models import RiskSettings
+
+        RiskSettings.objects.update_or_create(pk=1, defaults={"max_daily_loss_pct": D("0.01")})
+        make_market(ticker="MKT", close_time=T0 + timedelta(days=1))
+        make_market(ticker="OTHER", close_time=T0 + timedelta(days=1))
+        quotes = StaticQuotes(quote("MKT", bid="0.40", ask="0.42"))
+        exchange = SimulatedExchange(
+            name="paper", quotes=quotes, account="b", starting_cash=D("1000")
+        )
+        services.trading_cycle_run(
+            exchange=exchange, forecaster=ConfidentForecaster(), mode="paper"
+        )
+        self.assertEqual(Position.objects.open().count(), 1)
+        # The market collapses: the position loses far more than 1% of equity today.
+        quotes.by_ticker["MKT"] = quote("MKT", bid="0.05", ask="0.07")
+        quotes.by_ticker["OTHER"] = quote("OTHER", bid="0.40", ask="0.42")
+        quotes.clock += timedelta(minutes=5)
+        report = services.trading_cycle_run(
+            exchange=exchange, forecaster=ConfidentForecaster(), mode="paper"
+        )
+        state = TradingState.load()
+        self.assertEqual(state.state, "reduce_only")
+        self.assertIn("daily loss", state.reason)
+        self.assertEqual(report.counts.get("daily_loss_breaker"), 1)
+        # No new entry on the other market; the stop-loss exit still went out.
+        self.assertFalse(Order.objects.filter(market__ticker="OTHER").exists())
+        self.assertTrue(Order.objects.filter(purpose="exit").exists())
