@@ -11,6 +11,7 @@ class Bullish:
     """Always 97% YES at 0.9 confidence: it finds an edge on nearly every cheap market."""
 
     name = "bullish"
+    needs_skill = False  # a test double: engine tests exercise mechanics, not skill
 
     def forecast(self, quote, *, now):
         return ForecastResult(Decimal("0.97"), Decimal("0.9"), rationale="test: always bullish")

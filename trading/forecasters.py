@@ -34,6 +34,12 @@ class ForecastResult:
 
 
 class Forecaster(Protocol):
+    """Answers a probability for YES.
+
+    ``needs_skill`` (default True when absent): the forecaster may open trades only after the
+    skill gate has seen it beat the market on settled forecasts.
+    """
+
     name: str
 
     def forecast(self, quote: MarketQuote, *, now: datetime) -> ForecastResult: ...
@@ -43,6 +49,7 @@ class MarketPriceForecaster:
     """The market's YES mid price as the probability, with neutral confidence."""
 
     name = "market"
+    needs_skill = False  # it IS the market: the benchmark the others are measured against
 
     def forecast(self, quote: MarketQuote, *, now: datetime) -> ForecastResult:
         mid = quote.mid

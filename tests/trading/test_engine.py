@@ -31,6 +31,7 @@ class ConfidentForecaster:
     """Always says YES with 80% probability and 0.9 confidence."""
 
     name = "confident"
+    needs_skill = False
 
     def __init__(self, probability="0.80"):
         self.probability = D(probability)
@@ -283,3 +284,22 @@ class DailyLossBreakerTests(TestCase):
         # No new entry on the other market; the stop-loss exit still went out.
         self.assertFalse(Order.objects.filter(market__ticker="OTHER").exists())
         self.assertTrue(Order.objects.filter(purpose="exit").exists())
+
+
+class SkillGateTests(TestCase):
+    def test_a_forecaster_without_proven_skill_forecasts_but_does_not_trade(self):
+        class Unproven(ConfidentForecaster):
+            name = "unproven"
+            needs_skill = True
+
+        make_market(ticker="MKT", close_time=T0 + timedelta(days=1))
+        exchange = SimulatedExchange(
+            name="paper", quotes=StaticQuotes(quote("MKT")), account="g", starting_cash=D("1000")
+        )
+        forecaster = Unproven()
+        services.trading_cycle_run(exchange=exchange, forecaster=forecaster, mode="paper")
+        self.assertEqual(forecaster.calls, 1)
+        decision = Decision.objects.get()
+        self.assertEqual(decision.reason, "no_skill")
+        self.assertIsNotNone(decision.forecast)
+        self.assertFalse(Order.objects.exists())
