@@ -1,15 +1,18 @@
-"""Keeping secrets out of logs and error reports.
+"""Keeping secrets out of logs and error reports, and the log line formats.
 
 Two layers: a logging filter that redacts the configured secret values and anything shaped like
 a private key or bearer token from every record, and an exception-reporter filter that also
 hides settings whose names do not look secret (DATABASE_URL, KALSHI_PRIVATE_KEY_PATH, ...).
+``JsonFormatter`` writes one JSON object per line (LOG_FORMAT=json) and redacts again whatever
+it adds beyond the message, so it is safe even on a handler without the filter (gunicorn's).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from functools import lru_cache
+from datetime import UTC, datetime
 
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -29,21 +32,43 @@ _SECRET_SETTINGS = (
     "KALSHI_PRIVATE_KEY",
     "LLM_API_KEY",
     "DATABASE_URL",
+    "DATABASE_PASSWORD",
     "REDIS_URL",
+    "REDIS_PASSWORD",
     "HEALTH_TOKEN",
 )
 
+_secret_cache: tuple[str, ...] | None = None
 
-@lru_cache(maxsize=1)
+
 def _secret_values() -> tuple[str, ...]:
+    """The configured secret values, longest first (read once settings are configured; a
+    process that logs before that, like gunicorn's master, gets only the pattern redaction)."""
+    global _secret_cache
+    if _secret_cache is not None:
+        return _secret_cache
     from django.conf import settings
 
-    values = []
-    for name in _SECRET_SETTINGS:
-        value = getattr(settings, name, None)
-        if isinstance(value, str) and len(value) >= 6:
-            values.append(value)
-    return tuple(values)
+    if not settings.configured:
+        return ()
+    try:
+        candidates = [getattr(settings, name, None) for name in _SECRET_SETTINGS]
+        # Passwords that came inside a URL (DATABASE_URL, REDIS_URL) as parsed into settings.
+        candidates += [db.get("PASSWORD") for db in settings.DATABASES.values()]
+        candidates += [
+            (cache.get("OPTIONS") or {}).get("PASSWORD") for cache in settings.CACHES.values()
+        ]
+        values = {value for value in candidates if isinstance(value, str) and len(value) >= 6}
+    except Exception:  # settings that fail to load must not break logging
+        return ()
+    _secret_cache = tuple(sorted(values, key=len, reverse=True))
+    return _secret_cache
+
+
+def _secret_values_reset() -> None:
+    """Forget the cached values (tests that change the secret settings)."""
+    global _secret_cache
+    _secret_cache = None
 
 
 def redact(text: str) -> str:
@@ -83,3 +108,45 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
         "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DATABASE_URL|REDIS_URL|PRIVATE|DSN",
         flags=re.I,
     )
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is added
+# to the JSON object (when it is a plain value).
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and the
+    traceback and ``extra=`` fields when present. Every string in it is redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(message),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact(self.formatStack(record.stack_info))
+        for key, value in record.__dict__.items():
+            if key in _RECORD_ATTRIBUTES or key.startswith("_") or key in entry:
+                continue
+            if isinstance(value, str):
+                entry[key] = redact(value)
+            elif value is None or isinstance(value, bool | int | float):
+                entry[key] = value
+        return json.dumps(entry, ensure_ascii=False, default=str)

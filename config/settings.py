@@ -7,6 +7,7 @@ and ALLOWED_HOSTS.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,20 +50,31 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_q",
     "health_check",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "markets",
     "trading",
     "dashboard",
 ]
 
 MIDDLEWARE = [
+    # Answers /health/live/ before host validation and the SSL redirect (the container probe
+    # speaks plain HTTP to 127.0.0.1); no I/O.
+    "trading.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "config.security.OTPRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a lockout into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -95,6 +107,7 @@ _SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
 }
 DATABASE_URL = env_secret("DATABASE_URL")
+DATABASE_PASSWORD = env_secret("DATABASE_PASSWORD")
 if DATABASE_URL:
     try:
         _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
@@ -104,6 +117,10 @@ if DATABASE_URL:
     if _db["ENGINE"] == "django.db.backends.sqlite3":
         _db["OPTIONS"] = {**_SQLITE_OPTIONS, **_db.get("OPTIONS", {})}
         _db["CONN_MAX_AGE"] = 0
+    # The password may live apart from the URL (DATABASE_PASSWORD_FILE, a Docker secret), so
+    # the URL itself can sit in a compose file without a secret in it.
+    if DATABASE_PASSWORD:
+        _db["PASSWORD"] = DATABASE_PASSWORD
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     _db = {
@@ -117,20 +134,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
 REDIS_URL = env_secret("REDIS_URL")
+# Like DATABASE_PASSWORD: kept out of the URL when it comes from a secret file.
+REDIS_PASSWORD = env_secret("REDIS_PASSWORD")
 if REDIS_URL:
+    _redis_options = {
+        "CLIENT_CLASS": "django_redis.client.DefaultClient",
+        "SOCKET_CONNECT_TIMEOUT": 2,
+        "SOCKET_TIMEOUT": 2,
+        # The dashboard keeps serving when Redis is down (it reads the database);
+        # /health/ reports the cache as failing. Nothing that guards money uses the cache.
+        "IGNORE_EXCEPTIONS": True,
+    }
+    if REDIS_PASSWORD:
+        _redis_options["PASSWORD"] = REDIS_PASSWORD
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "kalshi-desk"),
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 2,
-                "SOCKET_TIMEOUT": 2,
-                # The dashboard keeps serving when Redis is down (it reads the database);
-                # /health/ reports the cache as failing. Nothing that guards money uses the cache.
-                "IGNORE_EXCEPTIONS": True,
-            },
+            "OPTIONS": _redis_options,
         }
     }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
@@ -175,6 +197,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The lockout check (django-axes) runs first, then the ordinary username/password check.
+AUTHENTICATION_BACKENDS = [
+    "config.security.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -185,18 +212,26 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Outside VAR_DIR in the image (/app/staticfiles), so a volume on var/ never hides a new build's
+# files.
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or VAR_DIR / "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Hashed, compressed file names with far-future caching (WhiteNoise). Needs collectstatic before
+# the first request, so it is an explicit switch: on in the image, off for tests and runserver.
+STATICFILES_MANIFEST = env_bool("STATICFILES_MANIFEST", default=False)
+if DEBUG:
+    _static_backend = "django.contrib.staticfiles.storage.StaticFilesStorage"
+elif STATICFILES_MANIFEST:
+    _static_backend = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+else:
+    _static_backend = "whitenoise.storage.CompressedStaticFilesStorage"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
-        if not DEBUG
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
+    "staticfiles": {"BACKEND": _static_backend},
 }
 
 # --- Security -------------------------------------------------------------------------------
+# HTTPS=1 in production (behind a TLS proxy): HSTS, redirect to https, cookies only over TLS.
 HTTPS = env_bool("HTTPS", default=False)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
@@ -205,30 +240,81 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
 SECURE_REDIRECT_EXEMPT = [r"^health/live/$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000) if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Never trust a client-supplied Host rewrite (django commit c613af4).
+USE_X_FORWARDED_HOST = False
 if env_bool("TRUST_X_FORWARDED_PROTO", default=False):
-    # Only behind a proxy that overwrites X-Forwarded-Proto (see docs/DEPLOYMENT.md).
+    # Only behind a proxy that overwrites X-Forwarded-Proto (docker/nginx.conf does) and when
+    # nothing else can reach the app server (see docs/DEPLOYMENT.md).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if HTTPS:
+    for _origin in CSRF_TRUSTED_ORIGINS:
+        if "://" not in _origin:
+            raise ImproperlyConfigured(
+                f"CSRF_TRUSTED_ORIGINS entries need a scheme (https://host), got {_origin!r}"
+            )
 DEFAULT_EXCEPTION_REPORTER_FILTER = "config.logging.SecretsExceptionReporterFilter"
 
+# Addresses of the reverse proxies in front of the app server (IPs or networks, comma-separated).
+# Only a request arriving from one of them has its X-Forwarded-For believed, for the login
+# lockout's client address. Empty: the TCP peer is the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+
+# Login throttling (django-axes, database handler: the cache may be down, and the cache handler
+# is "by design less secure"). A username is locked from one client address after
+# AXES_FAILURE_LIMIT failures, for AXES_COOLOFF_MINUTES; both the dashboard login and the admin
+# login go through it.
+AXES_ENABLED = env_bool("AXES_ENABLED", default=True)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_VERBOSE = False
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT must be at least 1")
+
+# Two-factor authentication (django-otp, TOTP). OTP_REQUIRED=1: the admin and the dashboard
+# accept only users verified by a registered device. Off by default so the demo and a first
+# login work; see docs/DEPLOYMENT.md for enrolling the first device.
+OTP_REQUIRED = env_bool("OTP_REQUIRED", default=False)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Kalshi trading desk")
+
+# /health/detail/ answers to a staff session or this token (Authorization: Bearer, or ?token=).
+# Unset: staff only. Never reuse SECRET_KEY here.
+HEALTH_TOKEN = env_secret("HEALTH_TOKEN")
+if HEALTH_TOKEN and len(HEALTH_TOKEN) < 24:
+    raise ImproperlyConfigured("HEALTH_TOKEN must be at least 24 characters long")
+if HEALTH_TOKEN and HEALTH_TOKEN == SECRET_KEY:
+    raise ImproperlyConfigured("HEALTH_TOKEN must not be the SECRET_KEY")
+# In paper and live mode /health/ fails when no trading cycle (which reconciles with the
+# exchange) has finished successfully for this long.
+RECONCILE_MAX_AGE_SECONDS = env_int("RECONCILE_MAX_AGE", 15 * 60)
+# The worker records the exchange status it saw; older than this, /health/ calls it unknown.
+EXCHANGE_STATUS_MAX_AGE_SECONDS = env_int("EXCHANGE_STATUS_MAX_AGE", 10 * 60)
+
 # --- Logging: secrets are redacted from every record ----------------------------------------
+# LOG_FORMAT=json: one JSON object per line (the image's default); plain: human-readable.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_choice("LOG_FORMAT", ("plain", "json"), "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["redact"],
         }
     },
@@ -237,6 +323,11 @@ LOGGING = {
         # httpx/httpcore debug output would print request headers (the Kalshi signature).
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # One line per failed login is enough; axes is chatty at INFO.
+        "axes": {"level": "WARNING"},
+        # It logs every failing or warning check with a traceback on every probe; an unhealthy
+        # answer is logged once by django.request, and /health/detail/ says why.
+        "health_check": {"level": "ERROR"},
     },
 }
 
@@ -276,6 +367,19 @@ LLM_BASE_URL = env_str("LLM_BASE_URL")
 LLM_MODEL = env_str("LLM_MODEL")
 LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT", 60)
+# Validated where they are used (trading/llm): a bad value fails with a message naming it.
+LLM_SHOW_PRICE = env_bool("LLM_SHOW_PRICE", default=False)
+LLM_SAMPLES = env_int("LLM_SAMPLES", 1)
+LLM_CRITIC = env_bool("LLM_CRITIC", default=False)
+LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 2000)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2)
+LLM_TEMPERATURE = env_str("LLM_TEMPERATURE") or None
+LLM_JSON_MODE = env_str("LLM_JSON_MODE") or None
+LLM_PRICE_INPUT_PER_M = env_str("LLM_PRICE_INPUT_PER_M") or None
+LLM_PRICE_OUTPUT_PER_M = env_str("LLM_PRICE_OUTPUT_PER_M") or None
+RECORDED_SOURCE_FORECASTER = env_str("RECORDED_SOURCE_FORECASTER") or "llm"
+RECORDED_SOURCE_MODEL = env_str("RECORDED_SOURCE_MODEL") or ""
+RECORDED_SOURCE_PROMPT_VERSION = env_str("RECORDED_SOURCE_PROMPT_VERSION") or ""
 # market, baseline, llm, recorded, or the dotted path of your own Forecaster class.
 FORECASTER = env_str("FORECASTER") or "baseline"
 AI_DAILY_BUDGET_DEFAULT = env_decimal("AI_DAILY_BUDGET", "10.00")
