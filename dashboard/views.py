@@ -1,20 +1,392 @@
+"""The operator's pages (DESIGN §8) and their few POST controls (STYLE G13).
+
+Pages read through ``dashboard.queries`` (a fixed number of queries each), cache the heavy
+parts under the generation key (``dashboard.cache``), and render. The trading state is always
+read live: a halt must show at once. Controls are POST-only, CSRF-protected, call exactly one
+service, then redirect with a message.
+"""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
+
+from dashboard import forms, queries
+from dashboard.cache import cached_html, part_key, reset_generation_key
+from dashboard.why import explain
 from markets.models import Market
-from trading.models import Decision, Position, TradingState
+from trading.audit import (
+    ARM_CONFIRMATION,
+    live_trading_arm,
+    live_trading_disarm,
+    risk_settings_update,
+    trading_state_set,
+)
+from trading.models import Decision, Position, RiskSettings, TradingState
+from trading.services import position_flatten
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """Render a page with the live trading state and mode (the header shows both)."""
+    state = context.get("state") or queries.trading_state()
+    base = {"state": state, "trading_mode": settings.TRADING_MODE}
+    return render(request, template, {**base, **context}, status=status)
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return int(request.GET.get("page", "1"))
+    except ValueError:
+        return 1
+
+
+def _now() -> tuple[TradingState, Any]:
+    state = queries.trading_state()
+    return state, queries.mode_now(settings.TRADING_MODE, state)
+
+
+# --- Pages ----------------------------------------------------------------------------------
+# Each page renders its heavy part (tables, charts) as a fragment cached under the generation
+# key: between two trading cycles a page costs a cache read and the small live rest (the
+# header, the trading state, the filter form, any control form).
+
+
+def _query(form: forms.FilterForm) -> str:
+    """The cleaned filters as a query string, for the pagination links of a cached page."""
+    return urlencode(form.key())
+
+
+def _raw(data: QueryDict, form_class: type[forms.FilterForm]) -> tuple[tuple[str, str], ...]:
+    """The form's own parameters as given (the cache key of a page that shows the form)."""
+    return tuple(sorted((k, v) for k in form_class.base_fields for v in data.getlist(k)))
+
+
+def _list_page(
+    request: HttpRequest,
+    name: str,
+    form_class: type[forms.FilterForm],
+    rows: Callable[[forms.FilterForm, int], queries.Page],
+    data: QueryDict | None = None,
+) -> SafeString:
+    """A list page's filter form, table and pagination, cached as one fragment: on a hit
+    neither the form nor the query runs."""
+    data = request.GET if data is None else data
+    number = _page_number(request)
+
+    def build() -> dict[str, Any]:
+        form = form_class(data)
+        return {"form": form, "page": rows(form, number), "query": _query(form)}
+
+    key = part_key(name, _raw(data, form_class), number)
+    return cached_html(key, f"dashboard/{name}_body.html", build)
 
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    """A first overview; the full dashboard comes with its own issue."""
+    state, now = _now()
+    mode, today = settings.TRADING_MODE, timezone.localdate()
+    body = cached_html(
+        part_key("overview", mode, timezone.localdate(now), today),
+        "dashboard/overview_body.html",
+        lambda: {"o": queries.overview(mode, now), "ai": queries.ai_spend(today), "mode": mode},
+    )
+    context = {"state": state, "now": now, "body": body, "hb": queries.heartbeat()}
+    return _render(request, "dashboard/index.html", context)
+
+
+@login_required
+def markets(request: HttpRequest) -> HttpResponse:
+    state, now = _now()
+    number = _page_number(request)
+
+    def build() -> dict[str, Any]:
+        choices = queries.market_filter_choices()
+        form = forms.MarketFilterForm(request.GET, categories=choices["categories"])
+        page = queries.markets_page(form.filters, number, now)
+        return {"form": form, "page": page, "query": _query(form), **choices}
+
+    key = part_key("markets", _raw(request.GET, forms.MarketFilterForm), number, now.date())
+    body = cached_html(key, "dashboard/markets_body.html", build)
+    return _render(request, "dashboard/markets.html", {"state": state, "body": body})
+
+
+@login_required
+def market_detail(request: HttpRequest, ticker: str) -> HttpResponse:
+    market = get_object_or_404(Market.objects.select_related("event__series"), ticker=ticker)
+    body = cached_html(
+        part_key("market", market.pk),
+        "dashboard/market_body.html",
+        lambda: {"market": market, **queries.market_detail(market)},
+    )
+    return _render(request, "dashboard/market_detail.html", {"market": market, "body": body})
+
+
+@login_required
+def decisions(request: HttpRequest) -> HttpResponse:
+    data = forms.with_mode_default(request.GET)
+    body = _list_page(
+        request,
+        "decisions",
+        forms.DecisionFilterForm,
+        lambda form, number: queries.decisions_page(form.filters, number),
+        data,
+    )
+    return _render(request, "dashboard/decisions.html", {"body": body})
+
+
+@login_required
+def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    related = ("market__event", "forecast__llm_call", "run")
+    decision = get_object_or_404(Decision.objects.select_related(*related), pk=pk)
+    body = cached_html(
+        part_key("decision", pk),
+        "dashboard/decision_body.html",
+        lambda: {
+            "d": decision,
+            "why": explain(decision.reason, decision.details),
+            **queries.decision_detail(decision),
+        },
+    )
+    return _render(request, "dashboard/decision_detail.html", {"d": decision, "body": body})
+
+
+@login_required
+def funnel(request: HttpRequest) -> HttpResponse:
+    state, now = _now()
+    data = forms.with_mode_default(request.GET)
+    data.setdefault("day", timezone.localdate(now).isoformat())
+    form = forms.FunnelForm(data)
+    mode = form.filters.get("mode", settings.TRADING_MODE)
+    day = form.filters.get("day") or timezone.localdate(now)
+    body = cached_html(
+        part_key("funnel", mode, day),
+        "dashboard/funnel_body.html",
+        lambda: {"f": queries.funnel(mode, day), "day": day, "funnel_mode": mode},
+    )
+    context = {"state": state, "form": form, "body": body, "day": day, "funnel_mode": mode}
+    return _render(request, "dashboard/funnel.html", {**context, "today": timezone.localdate(now)})
+
+
+@login_required
+def positions(request: HttpRequest) -> HttpResponse:
+    state, now = _now()
+    body = _list_page(
+        request,
+        "positions",
+        forms.PositionFilterForm,
+        lambda form, number: queries.positions_page(form.filters, number, now),
+        forms.with_mode_default(request.GET),
+    )
+    return _render(request, "dashboard/positions.html", {"state": state, "body": body})
+
+
+@login_required
+def position_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    state, now = _now()
+    position = get_object_or_404(queries.positions_with_marks(now), pk=pk)
+    context = {"state": state, "p": position, **queries.position_detail(position)}
+    return _render(request, "dashboard/position_detail.html", context)
+
+
+@login_required
+def orders(request: HttpRequest) -> HttpResponse:
+    body = _list_page(
+        request,
+        "orders",
+        forms.OrderFilterForm,
+        lambda form, number: queries.orders_page(form.filters, number),
+        forms.with_mode_default(request.GET),
+    )
+    return _render(request, "dashboard/orders.html", {"body": body})
+
+
+@login_required
+def fills(request: HttpRequest) -> HttpResponse:
+    body = _list_page(
+        request,
+        "fills",
+        forms.FillFilterForm,
+        lambda form, number: queries.fills_page(form.filters, number),
+        forms.with_mode_default(request.GET),
+    )
+    return _render(request, "dashboard/fills.html", {"body": body})
+
+
+@login_required
+def performance(request: HttpRequest) -> HttpResponse:
+    mode = settings.TRADING_MODE
+    body = cached_html(
+        part_key("performance", mode),
+        "dashboard/performance_body.html",
+        lambda: {"p": queries.performance(mode), "mode": mode},
+    )
+    return _render(request, "dashboard/performance.html", {"body": body})
+
+
+@login_required
+def calibration(request: HttpRequest) -> HttpResponse:
+    def build() -> dict[str, Any]:
+        form = forms.CalibrationForm(request.GET, forecasters=queries.forecaster_names())
+        return {"form": form, "c": queries.calibration(form.filters.get("forecaster"))}
+
+    key = part_key("calibration", _raw(request.GET, forms.CalibrationForm))
+    body = cached_html(key, "dashboard/calibration_body.html", build)
+    return _render(request, "dashboard/calibration.html", {"body": body})
+
+
+@login_required
+def settings_page(request: HttpRequest) -> HttpResponse:
+    return _settings(request, forms.RiskSettingsForm(instance=queries.risk_settings()))
+
+
+def _settings(request: HttpRequest, form: forms.RiskSettingsForm) -> HttpResponse:
+    """The controls and the risk form. An unbound form is cached by the row's ``updated_at``
+    (so a change made anywhere shows at once); a form with errors is rendered as it is."""
+    limits = form.instance
+    if form.is_bound:
+        fields = render_to_string("dashboard/risk_form_fields.html", {"form": form})
+    else:
+        fields = cached_html(
+            # An unsaved row holds the defaults (its updated_at is "now": not a key).
+            part_key("risk-form", limits.updated_at.isoformat() if limits.pk else "defaults"),
+            "dashboard/risk_form_fields.html",
+            lambda: {"form": form},
+        )
+    history = cached_html(
+        part_key("settings-history"), "dashboard/settings_history.html", queries.settings_history
+    )
     context = {
-        "state": TradingState.load(),
-        "market_count": Market.objects.count(),
-        "open_positions": Position.objects.open().count(),
-        "decision_count": Decision.objects.count(),
+        "fields": fields,
+        "form": form,
+        "confirmation": ARM_CONFIRMATION,
+        "live_configured": settings.TRADING_MODE == "live",
+        "history": history,
     }
-    return render(request, "dashboard/index.html", context)
+    return _render(request, "dashboard/settings.html", context)
+
+
+# --- Controls (POST only; each calls one service) -------------------------------------------
+
+
+def _back(request: HttpRequest, default: str = "dashboard:settings") -> HttpResponseRedirect:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return HttpResponseRedirect(target)
+    return redirect(default)
+
+
+def _control(request: HttpRequest, action: Callable[[], Any], done: str) -> HttpResponseRedirect:
+    """Run one service call; report its outcome as a message; redirect back."""
+    try:
+        action()
+    except (ValidationError, ValueError) as exc:
+        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        messages.error(request, text)
+    else:
+        reset_generation_key()  # the pages show the change at once
+        messages.success(request, done)
+    return _back(request)
+
+
+@login_required
+@require_POST
+def settings_risk(request: HttpRequest) -> HttpResponse:
+    form = forms.RiskSettingsForm(request.POST, instance=RiskSettings.load())
+    if not form.is_valid():
+        messages.error(request, "The risk settings were not saved: see the errors below.")
+        return _settings(request, form)
+    try:
+        changed = risk_settings_update(
+            settings_obj=form.instance, changes=form.changes(), user=request.user, via="dashboard"
+        )
+    except ValidationError as exc:
+        form.add_error(None, exc)
+        return _settings(request, form)
+    reset_generation_key()
+    messages.success(request, f"Risk settings saved ({len(changed)} changed).")
+    return redirect("dashboard:settings")
+
+
+@login_required
+@require_POST
+def trading_pause(request: HttpRequest) -> HttpResponse:
+    reason = request.POST.get("reason", "").strip() or "paused from the dashboard"
+    return _control(
+        request,
+        lambda: trading_state_set(
+            state=TradingState.State.REDUCE_ONLY, reason=reason, user=request.user
+        ),
+        "Trading paused: reduce-only (exits only, no new entries).",
+    )
+
+
+@login_required
+@require_POST
+def trading_resume(request: HttpRequest) -> HttpResponse:
+    return _control(
+        request,
+        lambda: trading_state_set(state=TradingState.State.ACTIVE, reason="", user=request.user),
+        "Trading resumed.",
+    )
+
+
+@login_required
+@require_POST
+def trading_halt(request: HttpRequest) -> HttpResponse:
+    form = forms.HaltForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    return _control(
+        request,
+        lambda: trading_state_set(
+            state=TradingState.State.HALTED, reason=reason, user=request.user
+        ),
+        "Trading halted: no order is sent until it is resumed.",
+    )
+
+
+@login_required
+@require_POST
+def live_arm(request: HttpRequest) -> HttpResponse:
+    confirmation = request.POST.get("confirmation", "")
+    return _control(
+        request,
+        lambda: live_trading_arm(user=request.user, confirmation=confirmation),
+        "Live trading armed: real orders may be sent in live mode.",
+    )
+
+
+@login_required
+@require_POST
+def live_disarm(request: HttpRequest) -> HttpResponse:
+    return _control(
+        request, lambda: live_trading_disarm(user=request.user), "Live trading disarmed."
+    )
+
+
+@login_required
+@require_POST
+def position_flatten_view(request: HttpRequest, pk: int) -> HttpResponse:
+    position = get_object_or_404(Position.objects.select_related("market"), pk=pk)
+    now = queries.mode_now(position.mode, queries.trading_state())  # the replay clock in replay
+    return _control(
+        request,
+        lambda: position_flatten(position=position, user=request.user, now=now),
+        f"Exit order queued for {position.market.ticker}: the next cycle sends it.",
+    )
