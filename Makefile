@@ -40,6 +40,9 @@ demo: $(STAMP) var/secret_key
 	$(DEMO_ENV) $(BIN)/python manage.py load_recorded_markets
 	$(DEMO_ENV) $(BIN)/python manage.py create_admin --username admin
 	$(DEMO_ENV) $(BIN)/python manage.py setup_schedules
+	@# The replay demo trades at once: the skill gate (which makes a forecaster beat the
+	@# market on settled forecasts first) is off here; see README "What the demo shows".
+	$(DEMO_ENV) $(BIN)/python manage.py set_risk skill_min_settled=0
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (admin: /admin/, health: /health/). Ctrl-C stops."
 	@trap 'kill $$web $$worker 2>/dev/null; wait' INT TERM; \
 	$(DEMO_ENV) $(BIN)/python manage.py qcluster & worker=$$!; \

@@ -181,7 +181,13 @@ class SkillReport:
 
     @property
     def has_skill(self) -> bool:
-        """Enough settled forecasts, and strictly better than the market on them."""
+        """Enough settled forecasts, and strictly better than the market on them.
+
+        ``min_settled`` 0 turns the gate off (an explicit, audited operator choice; the replay
+        demo uses it so that trading starts at once).
+        """
+        if self.min_settled == 0:
+            return True
         return self.n >= self.min_settled and self.skill is not None and self.skill > 0
 
     def as_dict(self) -> dict[str, Any]:

@@ -144,7 +144,10 @@ class RiskSettings(models.Model):
     )
     skill_min_settled = models.PositiveIntegerField(
         default=50,
-        help_text="Settled forecasts a forecaster needs before its skill counts.",
+        help_text=(
+            "Settled forecasts a forecaster needs, with positive skill against the market, "
+            "before it may open trades; 0 turns the gate off."
+        ),
     )
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
@@ -186,8 +189,11 @@ class RiskSettings(models.Model):
 
     @classmethod
     def load(cls) -> RiskSettings:
-        """The one row, created with the defaults on first use."""
-        obj, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        """The one row, created with the defaults on first use (AI budget: AI_DAILY_BUDGET)."""
+        obj, _ = cls.objects.get_or_create(
+            pk=cls.SINGLETON_PK,
+            defaults={"ai_daily_budget": settings.AI_DAILY_BUDGET_DEFAULT},
+        )
         return obj
 
     AUDITED_FIELDS = (

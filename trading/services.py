@@ -830,6 +830,25 @@ def track_run(
     return report
 
 
+def _last_quote(position: Position) -> MarketQuote | None:
+    """The market's latest quote: the replay book as of the replay clock, else the last sync."""
+    market = position.market
+    if position.mode == "replay":
+        from markets.simulator import ReplayQuotes
+        from trading.exchanges import replay_clock
+
+        return ReplayQuotes(replay_clock).quote(market.ticker)
+    return MarketQuote(
+        ticker=market.ticker,
+        event_ticker="",
+        status=market.status,
+        close_time=market.close_time,
+        yes_bid=market.yes_bid,
+        yes_ask=market.yes_ask,
+        category=market.category,
+    )
+
+
 def position_flatten(*, position: Position, user=None, now: datetime | None = None) -> Order:
     """Operator action: sell the whole position at its current bid through the normal path.
 
@@ -842,7 +861,8 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
         mode=position.mode, market=position.market, status__in=Order.OPEN_STATUSES
     ).exists():
         raise ValueError("An order on this market is still open; wait for it to finish.")
-    bid = position.market.yes_bid if position.side == "yes" else position.market.no_bid
+    quote = _last_quote(position)
+    bid = _held_bid(position, quote)
     if bid is None:
         raise ValueError("There is no bid to sell into.")
     now = now or timezone.now()
@@ -856,15 +876,6 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
             "by": getattr(user, "username", "") or "operator",
             "bid": str(bid),
         },
-    )
-    quote = MarketQuote(
-        ticker=position.market.ticker,
-        event_ticker="",
-        status=position.market.status,
-        close_time=position.market.close_time,
-        yes_bid=position.market.yes_bid,
-        yes_ask=position.market.yes_ask,
-        category=position.market.category,
     )
     [decision] = decisions_write(
         [

@@ -11,10 +11,11 @@ from trading import services
 from trading.exchanges import exchange_for, replay_clock_advance
 from trading.forecasters import forecaster_for
 from trading.models import JobRun
+from trading.signals import cycle_finished
 
 # In replay the worker runs cycles back to back for up to this long per scheduled run, so the
 # simulated clock moves much faster than the wall clock (below the django-q2 timeout).
-REPLAY_BURST_SECONDS = 40
+REPLAY_BURST_SECONDS = 90
 
 
 def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = None) -> str:
@@ -44,10 +45,17 @@ def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = 
                 break
         return report or services.CycleReport(mode, timezone.now(), {"replay_finished": 1})
 
-    return services.run_job("trading_cycle", mode, cycle).summary
+    summary = services.run_job("trading_cycle", mode, cycle).summary
+    cycle_finished.send(sender=run_trading_cycle, mode=mode, summary=summary)
+    return summary
 
 
 def heartbeat() -> str:
     now = timezone.now()
+    if settings.TRADING_MODE in ("paper", "live"):
+        # /health/ reads what this probe saw; it never calls Kalshi itself.
+        from trading.health import exchange_probe
+
+        exchange_probe(exchange_for(settings.TRADING_MODE), settings.TRADING_MODE)
     JobRun.objects.create(job="heartbeat", status=JobRun.Status.OK, finished_at=now, summary="ok")
     return f"heartbeat at {now:%H:%M:%S}"

@@ -233,9 +233,12 @@ class ForecasterSkillTests(TestCase):
         )
 
     def test_no_data_is_no_skill(self):
-        report = forecaster_skill(forecaster="llm", min_settled=0)
+        report = forecaster_skill(forecaster="llm", min_settled=1)
         self.assertEqual((report.n, report.skill, report.brier), (0, None, None))
         self.assertFalse(report.has_skill)
+
+    def test_min_settled_zero_turns_the_gate_off(self):
+        self.assertTrue(forecaster_skill(forecaster="llm", min_settled=0).has_skill)
 
     def test_as_of_sees_neither_later_forecasts_nor_later_results(self):
         close = timezone.now() - timedelta(days=2)
@@ -320,9 +323,11 @@ class SkillGateTests(TestCase):
             self.assertTrue(gate("market"))
 
     def test_baseline_and_llm_must_earn_it(self):
-        gate = skill_gate(0)  # even with no minimum, no data is no skill
+        gate = skill_gate(1)  # no data is no skill
         self.assertFalse(gate("baseline"))
         self.assertFalse(gate("llm"))
+        # 0 is the operator's explicit "gate off".
+        self.assertTrue(skill_gate(0)("baseline"))
 
     def test_one_query_per_forecaster_name_per_gate(self):
         sample()
