@@ -16,7 +16,7 @@ A second sync of unchanged data updates no market (only new snapshots, at the ne
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -169,13 +169,30 @@ def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
     return all(stored[name] == fresh[name] for name in SYNCED_FIELDS)
 
 
-def _fetch(client: kalshi.KalshiClient, status: str | None, progress: bool) -> list[kalshi.Market]:
+TICKERS_PER_REQUEST = 100
+
+
+def _fetch(
+    client: kalshi.KalshiClient,
+    status: str | None,
+    progress: bool,
+    tickers: Sequence[str] | None = None,
+) -> list[kalshi.Market]:
     markets: dict[str, kalshi.Market] = {}
     bar = tqdm(desc="markets", unit="mkt", disable=None if progress else True)
+    pages = (
+        [client.iter_markets(status=status)]
+        if tickers is None
+        else [
+            client.iter_markets(status=status, tickers=chunk)
+            for chunk in _chunks(sorted(set(tickers)), TICKERS_PER_REQUEST)
+        ]
+    )
     with bar:
-        for market in client.iter_markets(status=status):
-            markets[market.ticker] = market  # a market seen twice across pages: keep the last
-            bar.update()
+        for page in pages:
+            for market in page:
+                markets[market.ticker] = market  # seen twice across pages: keep the last
+                bar.update()
     return list(markets.values())
 
 
@@ -185,10 +202,18 @@ def market_sync(
     status: str | None = "open",
     progress: bool = False,
     now: datetime | None = None,
+    tickers: Sequence[str] | None = None,
 ) -> SyncSummary:
-    """Copy Kalshi's markets with this status filter into the database; see the module doc."""
+    """Copy Kalshi's markets with this status filter into the database; see the module doc.
+
+    With ``tickers``, only those markets (any status when ``status`` is None): how the
+    results of markets we hold or forecast reach the books once they have closed.
+    """
     started = time.monotonic()
-    markets = _fetch(client, status, progress)
+    if tickers is not None and not tickers:
+        markets: list[kalshi.Market] = []
+    else:
+        markets = _fetch(client, status, progress, tickers)
     now = now or timezone.now()
     with transaction.atomic():
         series_added, events_added, event_ids = _ensure_events(markets, now)
@@ -207,9 +232,7 @@ def market_sync(
     )
 
 
-def _ensure_events(
-    markets: list[kalshi.Market], now: datetime
-) -> tuple[int, int, dict[str, int]]:
+def _ensure_events(markets: list[kalshi.Market], now: datetime) -> tuple[int, int, dict[str, int]]:
     event_tickers = sorted({m.event_ticker for m in markets})
     series_tickers = sorted({_series_ticker(t) for t in event_tickers})
     series_ids = _ids(Series, "ticker", series_tickers)

@@ -890,6 +890,16 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
     return Order.objects.get(decision=decision)
 
 
+def tickers_awaiting_results(*, now: datetime) -> list[str]:
+    """Closed markets without a result that we hold a position in or forecast."""
+    unsettled = Market.objects.filter(result="", close_time__lte=now)
+    held = unsettled.filter(positions__status=Position.Status.OPEN)
+    forecast = unsettled.filter(forecasts__valid=True, forecasts__scored_at__isnull=True)
+    return sorted(
+        set(held.values_list("ticker", flat=True)) | set(forecast.values_list("ticker", flat=True))
+    )
+
+
 # --- The cycle ------------------------------------------------------------------------------
 
 

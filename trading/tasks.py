@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -30,6 +31,8 @@ def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = 
                 _, finished = replay_clock_advance()
                 if finished:
                     break
+            if mode in ("paper", "live") and _sync_due():
+                _sync_markets()
             exchange = exchange_for(mode)
             step = services.trading_cycle_run(
                 exchange=exchange, forecaster=forecaster_for(), mode=mode, token=token, run=run
@@ -48,6 +51,42 @@ def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = 
     summary = services.run_job("trading_cycle", mode, cycle).summary
     cycle_finished.send(sender=run_trading_cycle, mode=mode, summary=summary)
     return summary
+
+
+SYNC_INTERVAL = timedelta(minutes=5)
+
+
+def _sync_due() -> bool:
+    last = (
+        JobRun.objects.filter(job="sync_markets", status=JobRun.Status.OK)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    return last is None or timezone.now() - last >= SYNC_INTERVAL
+
+
+def _sync_markets() -> None:
+    """Open markets from Kalshi, then the results of closed markets we hold or forecast."""
+    from markets.kalshi import kalshi_client
+    from markets.services import market_sync
+
+    run = JobRun.objects.create(job="sync_markets", mode=settings.TRADING_MODE)
+    try:
+        with kalshi_client() as client:
+            opened = market_sync(client=client)
+            pending = services.tickers_awaiting_results(now=timezone.now())
+            closed = market_sync(client=client, status=None, tickers=pending)
+    except Exception as exc:
+        run.status, run.error = JobRun.Status.FAILED, f"{type(exc).__name__}"
+        run.finished_at = timezone.now()
+        run.save()
+        raise
+    run.status = JobRun.Status.OK
+    run.finished_at = run.heartbeat_at = timezone.now()
+    run.summary = f"{opened.summary()}; results checked for {len(pending)} closed markets"[:500]
+    run.counts = {"markets": opened.seen, "closed_checked": closed.seen}
+    run.save()
 
 
 def heartbeat() -> str:

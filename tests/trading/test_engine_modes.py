@@ -167,3 +167,43 @@ class LiveFaultTests(TestCase):
 
     def test_accepted_then_timeout(self):
         self.check("accept_then_timeout", accepted=True)
+
+
+@override_settings(TRADING_MODE="paper")
+class PaperJobTests(TestCase):
+    """The scheduled job in paper mode: syncs markets when due, trades, and fetches results."""
+
+    def test_the_job_syncs_then_trades_and_later_picks_up_results(self):
+        from unittest import mock
+
+        from trading import tasks
+        from trading.models import JobRun, RiskSettings
+
+        RiskSettings.objects.update_or_create(pk=1, defaults={"skill_min_settled": 0})
+        fake = _fake_feed()
+        with (
+            mock.patch("markets.kalshi.kalshi_client", side_effect=lambda: fake.client()),
+            mock.patch("trading.forecasters.forecaster_for", return_value=Bullish()),
+            mock.patch("trading.tasks.forecaster_for", return_value=Bullish()),
+        ):
+            tasks.run_trading_cycle("paper")
+            self.assertEqual(JobRun.objects.filter(job="sync_markets", status="ok").count(), 1)
+            self.assertEqual(Order.objects.filter(status="filled").count(), 3)
+            self.assertEqual(fake.count("POST /portfolio/events/orders"), 0)
+            # Within five minutes no new sync; after, one — and closed markets' results come in.
+            tasks.run_trading_cycle("paper")
+            self.assertEqual(JobRun.objects.filter(job="sync_markets").count(), 1)
+            ticker = "KXTEST-26SEP01-B0"
+            fake.markets[ticker]["close_time"] = (timezone.now() - timedelta(minutes=1)).isoformat()
+            fake.settle_market(ticker, "yes")
+            from markets.models import Market
+
+            Market.objects.filter(ticker=ticker).update(
+                close_time=timezone.now() - timedelta(minutes=1)
+            )
+            import time_machine
+
+            with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=False):
+                tasks.run_trading_cycle("paper")
+            self.assertEqual(JobRun.objects.filter(job="sync_markets").count(), 2)
+            self.assertEqual(Market.objects.get(ticker=ticker).result, "yes")
