@@ -233,6 +233,9 @@ STORAGES = {
 # --- Security -------------------------------------------------------------------------------
 # HTTPS=1 in production (behind a TLS proxy): HSTS, redirect to https, cookies only over TLS.
 HTTPS = env_bool("HTTPS", default=False)
+# Sessions are read from the cache (Redis in production) and written through to the database,
+# so a dashboard request costs no session query while the cache holds it.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_COOKIE_SECURE = HTTPS

@@ -43,6 +43,7 @@ from markets.simulator import REPLAY_DEPTH, SETTLE_DELAY, spread_around
 from trading import scoring, strategy
 from trading.forecasters import Forecaster, ForecastResult
 from trading.reasons import Reason
+from trading.services import market_view
 
 DEFAULT_STEP = timedelta(minutes=5)
 END_MARGIN = timedelta(hours=2)
@@ -436,7 +437,7 @@ class Backtest:
             last = self.last_decided.get(quote.ticker)
             if last is not None and now - last < window:
                 continue
-            view = _market_view(quote, limits)
+            view = market_view(quote, limits)
             reason = strategy.candidate_filter(view, portfolio, limits, now=now)
             self.last_decided[quote.ticker] = now
             if reason is not None:
@@ -552,22 +553,6 @@ def _held_bid(side: str | None, quote: MarketQuote | None) -> Decimal | None:
     if quote is None or side is None:
         return None
     return quote.yes_bid if side == "yes" else quote.no_bid
-
-
-def _market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.MarketView:
-    return strategy.MarketView(
-        ticker=quote.ticker,
-        category=quote.category,
-        status=quote.status,
-        close_time=quote.close_time,
-        volume=quote.volume if quote.volume else limits.min_volume,
-        yes_bid=quote.yes_bid,
-        yes_ask=quote.yes_ask,
-        no_bid=quote.no_bid,
-        no_ask=quote.no_ask,
-        yes_ask_depth=quote.yes_ask_depth,
-        no_ask_depth=quote.no_ask_depth,
-    )
 
 
 class RecordedAnswers:

@@ -178,7 +178,8 @@ def portfolio_view(
 # --- Decide ---------------------------------------------------------------------------------
 
 
-def _market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.MarketView:
+def market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.MarketView:
+    """What the strategy sees of a quote (the backtest uses the same mapping)."""
     # Recorded data has no volume: there the volume filter cannot apply (documented).
     volume = quote.volume if quote.volume else limits.min_volume
     return strategy.MarketView(
@@ -278,7 +279,7 @@ def decide_run(
             # The decision taken within reanalyse_minutes stands; no new row per cycle.
             report.add(Reason.SKIP_RECENTLY_ANALYSED.value)
             continue
-        view = _market_view(quote, limits)
+        view = market_view(quote, limits)
         reason = strategy.candidate_filter(view, portfolio, limits, now=now)
         if reason is not None:
             result = strategy.DecisionResult(reason=reason, details={"filter": reason.value})
