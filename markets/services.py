@@ -15,7 +15,6 @@ A second sync of unchanged data updates no market (only new snapshots, at the ne
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
 from markets import kalshi
+from markets.bulk import copy_rows, is_postgresql
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO
 
@@ -291,8 +291,8 @@ def _upsert_markets(
                 **fresh,
             )
         )
-    if rows and connection.vendor == "postgresql":
-        _copy_upsert(
+    if rows and is_postgresql():
+        copy_rows(
             Market,
             rows,
             ["ticker", "category", "created_at", *_UPSERT_FIELDS],
@@ -338,8 +338,8 @@ def _snapshot(markets: list[kalshi.Market], market_ids: dict[str, int], now: dat
         for m in markets
         if market_ids[m.ticker] not in existing
     ]
-    if snapshots and connection.vendor == "postgresql":
-        _copy_upsert(MarketSnapshot, snapshots, _SNAPSHOT_FIELDS, conflict="(market_id, ts)")
+    if snapshots and is_postgresql():
+        copy_rows(MarketSnapshot, snapshots, _SNAPSHOT_FIELDS, conflict="(market_id, ts)")
     else:
         MarketSnapshot.objects.bulk_create(snapshots, batch_size=BATCH_SIZE, ignore_conflicts=True)
     return len(snapshots)
@@ -357,47 +357,3 @@ _SNAPSHOT_FIELDS = [
     "open_interest",
     "source",
 ]
-
-
-def _copy_upsert(
-    model: Any, objs: list[Any], fields: list[str], *, conflict: str, update: list[str] = ()
-) -> None:
-    """PostgreSQL: COPY the rows into a temporary table, then one INSERT … ON CONFLICT.
-
-    Django's bulk_create converts every value through the ORM and sends a parameterised
-    statement; COPY streams the rows instead (RELIABILITY/PERFORMANCE-LIMITS: several times
-    faster). The constraints still apply: the final INSERT goes into the real table.
-    """
-    meta = model._meta
-    columns = [meta.get_field(name).column for name in fields]
-    table = connection.ops.quote_name(meta.db_table)
-    staging = connection.ops.quote_name(f"staging_{meta.db_table}")
-    cols = ", ".join(connection.ops.quote_name(c) for c in columns)
-    if update:
-        sets = ", ".join(
-            f"{q} = EXCLUDED.{q}"
-            for q in (connection.ops.quote_name(meta.get_field(n).column) for n in update)
-        )
-        action = f"DO UPDATE SET {sets}"
-    else:
-        action = "DO NOTHING"
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {staging}")
-        cursor.execute(
-            f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
-        )
-        with cursor.cursor.copy(f"COPY {staging} ({cols}) FROM STDIN") as copy:
-            for obj in objs:
-                copy.write_row([_db_value(obj, meta.get_field(name)) for name in fields])
-        cursor.execute(
-            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} "
-            f"ON CONFLICT {conflict} {action}"
-        )
-        cursor.execute(f"DROP TABLE {staging}")
-
-
-def _db_value(obj: Any, field: Any) -> Any:
-    value = getattr(obj, field.attname)
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return value

@@ -31,6 +31,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from config.logging import redact
+from markets import bulk
 from markets.exchange import (
     DuplicateOrder,
     Exchange,
@@ -256,7 +257,8 @@ def decide_run(
     limits = risk_limits()
     quotes = exchange.open_markets() if quotes is None else quotes
     by_ticker = {q.ticker: q for q in quotes}
-    markets = Market.objects.in_bulk(list(by_ticker), field_name="ticker")
+    # Only the keys: a decision needs the market row's id, not its forty columns.
+    markets = Market.objects.only("id", "ticker").in_bulk(list(by_ticker), field_name="ticker")
     last_analysed = dict(
         Decision.objects.filter(mode=mode, market__ticker__in=list(by_ticker))
         .values_list("market__ticker")
@@ -344,9 +346,18 @@ def decisions_write(
                 details=_jsonable(result.details),
             )
         )
+    forecasts = [r.forecast for r in rows if r.forecast]
     with transaction.atomic():
-        Forecast.objects.bulk_create([r.forecast for r in rows if r.forecast])
-        Decision.objects.bulk_create(decisions)
+        if bulk.is_postgresql():
+            # COPY with ids reserved up front: the decisions need the forecasts' ids and the
+            # order intents need the decisions' (client_order_id), without a query per row.
+            for model, objs in ((Forecast, forecasts), (Decision, decisions)):
+                for obj, pk in zip(objs, bulk.allocate_ids(model, len(objs)), strict=True):
+                    obj.pk = pk
+                bulk.copy_rows(model, objs, bulk.concrete_field_names(model, with_pk=True))
+        else:
+            Forecast.objects.bulk_create(forecasts)
+            Decision.objects.bulk_create(decisions)
         orders = [
             _order_intent(row, decision, mode=mode, now=now)
             for row, decision in zip(rows, decisions, strict=True)
@@ -396,6 +407,8 @@ def _portfolio_after(
 
 
 def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
