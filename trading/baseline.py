@@ -179,8 +179,16 @@ def is_validation_event(event_ticker: str) -> bool:
     return int(digest[:8], 16) % VALIDATION_MODULUS == 0
 
 
+def _log_odds(price: Decimal | float) -> float:
+    """log(p / (1 − p)) of a clipped price, computed exactly; the fit itself is statistics
+    on these log-odds and runs in floats (it never touches money)."""
+    p = price if isinstance(price, Decimal) else Decimal(str(price))
+    p = min(max(p, P_MIN), P_MAX)
+    return float((p / (1 - p)).ln())
+
+
 def fit_logistic(
-    samples: Sequence[tuple[float, int]], *, ridge: float = RIDGE, max_iter: int = 100
+    samples: Sequence[tuple[Decimal | float, int]], *, ridge: float = RIDGE, max_iter: int = 100
 ) -> tuple[float, float]:
     """Maximise Σ log-likelihood − ridge/2·(a² + (b − 1)²) by Newton's method.
 
@@ -190,8 +198,7 @@ def fit_logistic(
     """
     if not samples:
         raise ValueError("no samples to fit")
-    lo, hi = float(P_MIN), float(P_MAX)
-    xs = [math.log(min(max(p, lo), hi) / (1 - min(max(p, lo), hi))) for p, _ in samples]
+    xs = [_log_odds(p) for p, _ in samples]
     ys = [y for _, y in samples]
     a, b = 0.0, 1.0
     for _ in range(max_iter):
@@ -277,7 +284,7 @@ def fit_baseline(
     """
     fit_rows = [s for s in samples if not is_validation_event(s.event_ticker)]
     held_out = [s for s in samples if is_validation_event(s.event_ticker)]
-    a_f, b_f = fit_logistic([(float(s.price), s.outcome) for s in fit_rows], ridge=ridge)
+    a_f, b_f = fit_logistic([(s.price, s.outcome) for s in fit_rows], ridge=ridge)
     a, b = Decimal(str(round(a_f, 6))), Decimal(str(round(b_f, 6)))
     return {
         "model": MODEL,

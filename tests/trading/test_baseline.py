@@ -168,9 +168,7 @@ def test_fit_baseline_never_scores_its_fit_rows_as_validation() -> None:
     assert held_out == {e for e in events if is_validation_event(e)}
     assert doc["fit"]["n"] + doc["validation"]["n"] == len(samples)
     # The coefficients come from the fit rows only.
-    a, b = fit_logistic(
-        [(float(s.price), s.outcome) for s in samples if s.event_ticker in fit_events]
-    )
+    a, b = fit_logistic([(s.price, s.outcome) for s in samples if s.event_ticker in fit_events])
     assert doc["a"] == str(D(str(round(a, 6)))) and doc["b"] == str(D(str(round(b, 6))))
     for split in ("fit", "validation"):
         assert D(doc[split]["brier_baseline"]) < D(doc[split]["brier_market"])
