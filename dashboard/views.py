@@ -151,17 +151,29 @@ def decisions(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    related = ("market__event", "forecast__llm_call", "run")
-    decision = get_object_or_404(Decision.objects.select_related(*related), pk=pk)
-    body = cached_html(
-        part_key("decision", pk),
-        "dashboard/decision_body.html",
-        lambda: {
-            "d": decision,
-            "why": explain(decision.reason, decision.details),
-            **queries.decision_detail(decision),
-        },
+    # The page header needs a few columns; the body (the whole "why") is cached HTML and
+    # loads the full decision, its forecast and model call only when it is rebuilt.
+    header = (
+        "decided_at",
+        "mode",
+        "strategy",
+        "run_id",
+        "market__ticker",
+        "market__title",
+        "market__yes_sub_title",
     )
+    decision = get_object_or_404(Decision.objects.select_related("market").only(*header), pk=pk)
+
+    def build() -> dict[str, Any]:
+        related = ("market__event", "forecast__llm_call", "run")
+        full = Decision.objects.select_related(*related).get(pk=pk)
+        return {
+            "d": full,
+            "why": explain(full.reason, full.details),
+            **queries.decision_detail(full),
+        }
+
+    body = cached_html(part_key("decision", pk), "dashboard/decision_body.html", build)
     return _render(request, "dashboard/decision_detail.html", {"d": decision, "body": body})
 
 
