@@ -59,17 +59,28 @@ def world(n: int, prefix: str) -> list[MarketQuote]:
     event, _ = Event.objects.get_or_create(event_ticker=f"BENCH{prefix}-1", series=series)
     Market.objects.bulk_create(
         [
-            Market(ticker=f"BENCH{prefix}-{i}", event=event, status="active", category="Bench",
-                   close_time=NOW + timedelta(days=3))
+            Market(
+                ticker=f"BENCH{prefix}-{i}",
+                event=event,
+                status="active",
+                category="Bench",
+                close_time=NOW + timedelta(days=3),
+            )
             for i in range(n)
         ],
         batch_size=1000,
     )
     return [
         MarketQuote(
-            ticker=f"BENCH{prefix}-{i}", event_ticker=event.event_ticker, status="active",
-            close_time=NOW + timedelta(days=3), yes_bid=Decimal("0.40"), yes_ask=Decimal("0.42"),
-            volume=Decimal("5000"), category="Bench", yes_ask_depth=Decimal("100"),
+            ticker=f"BENCH{prefix}-{i}",
+            event_ticker=event.event_ticker,
+            status="active",
+            close_time=NOW + timedelta(days=3),
+            yes_bid=Decimal("0.40"),
+            yes_ask=Decimal("0.42"),
+            volume=Decimal("5000"),
+            category="Bench",
+            yes_ask_depth=Decimal("100"),
             no_ask_depth=Decimal("100"),
         )
         for i in range(n)
@@ -79,7 +90,9 @@ def world(n: int, prefix: str) -> list[MarketQuote]:
 def measure(n: int, prefix: str) -> list[tuple[float, int]]:
     quotes = world(n, prefix)
     exchange = SimulatedExchange(
-        name="bench", quotes=Quotes(quotes), account=f"bench-{prefix}",
+        name="bench",
+        quotes=Quotes(quotes),
+        account=f"bench-{prefix}",
         starting_cash=Decimal("1000"),
     )
     results = []
@@ -87,7 +100,10 @@ def measure(n: int, prefix: str) -> list[tuple[float, int]]:
         with CaptureQueriesContext(connection) as ctx:
             start = time.perf_counter()
             services.decide_run(
-                exchange=exchange, forecaster=MarketPriceForecaster(), mode="paper", now=now,
+                exchange=exchange,
+                forecaster=MarketPriceForecaster(),
+                mode="paper",
+                now=now,
                 quotes=quotes,
             )
             elapsed = time.perf_counter() - start
@@ -101,10 +117,14 @@ def main() -> None:
     try:
         for n, prefix in ((500, "S"), (5000, "L")):
             (first, first_q), (again, again_q) = measure(n, prefix)
-            print(f"decide cycle, {n:>5} markets, all forecast and decided: {first:6.3f} s, "
-                  f"{first_q} queries, {n / first:,.0f} markets/s")
-            print(f"decide cycle, {n:>5} markets, a minute later (analysed recently): "
-                  f"{again:6.3f} s, {again_q} queries")
+            print(
+                f"decide cycle, {n:>5} markets, all forecast and decided: {first:6.3f} s, "
+                f"{first_q} queries, {n / first:,.0f} markets/s"
+            )
+            print(
+                f"decide cycle, {n:>5} markets, a minute later (analysed recently): "
+                f"{again:6.3f} s, {again_q} queries"
+            )
     finally:
         Decision.objects.filter(market__ticker__startswith="BENCH").delete()
         Forecast.objects.filter(market__ticker__startswith="BENCH").delete()

@@ -43,8 +43,10 @@ def main() -> None:
     book = backtest.RecordedBook(data)
     result = backtest.Backtest(book, BaselineForecaster(), backtest.BacktestParams()).run()
     fast = result.market_steps / result.elapsed_s
-    print(f"backtest: {result.steps:,} steps, {result.market_steps:,} market-steps in "
-          f"{result.elapsed_s:.1f} s = {fast:,.0f} market-steps/s (goal 20,000)")
+    print(
+        f"backtest: {result.steps:,} steps, {result.market_steps:,} market-steps in "
+        f"{result.elapsed_s:.1f} s = {fast:,.0f} market-steps/s (goal 20,000)"
+    )
 
     call_command("migrate", verbosity=0)
     call_command("load_recorded_markets", verbosity=0)
@@ -63,8 +65,10 @@ def main() -> None:
         steps += 1
     elapsed = time.perf_counter() - started
     slow = market_steps / elapsed if elapsed else 0
-    print(f"database cycle (first simulated day): {steps} steps, {market_steps:,} market-steps "
-          f"in {elapsed:.1f} s = {slow:,.0f} market-steps/s")
+    print(
+        f"database cycle (first simulated day): {steps} steps, {market_steps:,} market-steps "
+        f"in {elapsed:.1f} s = {slow:,.0f} market-steps/s"
+    )
     if slow:
         print(f"ratio backtest / database cycle: {fast / slow:,.0f}x")
 

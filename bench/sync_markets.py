@@ -61,9 +61,7 @@ def db_rows(model, fields) -> list[tuple]:
     prepared = []
     for values in model.objects.values_list(*names):
         prepared.append(
-            tuple(
-                f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)
-            )
+            tuple(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True))
         )
     return prepared
 

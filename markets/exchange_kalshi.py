@@ -56,9 +56,9 @@ def categories_for(tickers: Iterable[str]) -> dict[str, str]:
     wanted = list(dict.fromkeys(tickers))
     found: dict[str, str] = {}
     for start in range(0, len(wanted), _CATEGORY_CHUNK):
-        rows = Market.objects.filter(ticker__in=wanted[start : start + _CATEGORY_CHUNK]).values_list(
-            "ticker", "category", "event__category", "event__series__category"
-        )
+        rows = Market.objects.filter(
+            ticker__in=wanted[start : start + _CATEGORY_CHUNK]
+        ).values_list("ticker", "category", "event__category", "event__series__category")
         for ticker, own, event_category, series_category in rows:
             found[ticker] = own or event_category or series_category or ""
     return found
@@ -205,9 +205,7 @@ class KalshiExchange:
             status=_order_status(ack, request),
             # The ack only has a rounded average fee; the exact fees come from fills()/orders().
             fees=ZERO,
-            created_time=datetime.fromtimestamp(ack.ts_ms / 1000, tz=UTC)
-            if ack.ts_ms
-            else None,
+            created_time=datetime.fromtimestamp(ack.ts_ms / 1000, tz=UTC) if ack.ts_ms else None,
         )
 
     def cancel_order(self, order_id: str, ticker: str) -> None:

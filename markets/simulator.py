@@ -115,8 +115,14 @@ class ReplayQuotes:
             )
             .filter(s_ts__isnull=False)
             .values_list(
-                "ticker", "event__event_ticker", "close_time", "category",
-                "s_ts", "s_bid", "s_ask", "s_last",
+                "ticker",
+                "event__event_ticker",
+                "close_time",
+                "category",
+                "s_ts",
+                "s_bid",
+                "s_ask",
+                "s_last",
             )
             .order_by("ticker")
         )
@@ -209,9 +215,7 @@ class SimulatedExchange:
     def positions(self) -> list[ExchangePosition]:
         self.tick()
         rows = SimPosition.objects.filter(account=self.account).exclude(position=0)
-        return [
-            ExchangePosition(p.ticker, p.position, p.realized_pnl, p.fees_paid) for p in rows
-        ]
+        return [ExchangePosition(p.ticker, p.position, p.realized_pnl, p.fees_paid) for p in rows]
 
     def orders(self, *, since: datetime | None = None) -> list[ExchangeOrder]:
         self.tick()
@@ -227,8 +231,16 @@ class SimulatedExchange:
             rows = rows.filter(executed_at__gte=since)
         return [
             ExchangeFill(
-                f.fill_id, f.order.order_id, f.ticker, f.side, f.action, f.count,
-                f.yes_price, f.fee, f.is_taker, f.executed_at,
+                f.fill_id,
+                f.order.order_id,
+                f.ticker,
+                f.side,
+                f.action,
+                f.count,
+                f.yes_price,
+                f.fee,
+                f.is_taker,
+                f.executed_at,
             )
             for f in rows
         ]
@@ -249,7 +261,9 @@ class SimulatedExchange:
 
     def place_order(self, request: OrderRequest) -> ExchangeOrder:
         if not (ZERO < request.yes_price < 1) or request.count <= 0:
-            raise OrderRejected("price must be inside (0, 1) and count positive", code="invalid_order")
+            raise OrderRejected(
+                "price must be inside (0, 1) and count positive", code="invalid_order"
+            )
         if not self.trading_active:
             raise OrderRejected("trading is paused on the exchange", code="trading_paused")
         quote = self.quote(request.ticker)
@@ -271,7 +285,9 @@ class SimulatedExchange:
             elif request.reduce_only:
                 held = _held(account, request.ticker, request.side)
                 if request.count > held:
-                    raise OrderRejected("reduce-only sell exceeds the position", code="invalid_order")
+                    raise OrderRejected(
+                        "reduce-only sell exceeds the position", code="invalid_order"
+                    )
             order = SimOrder.objects.create(
                 account=account,
                 order_id="pending",
@@ -321,9 +337,7 @@ class SimulatedExchange:
                         order.save(update_fields=["status"])
                     else:
                         self._match(account, order, quote, now)
-        held = list(
-            SimPosition.objects.filter(account=self.account).exclude(position=0)
-        )
+        held = list(SimPosition.objects.filter(account=self.account).exclude(position=0))
         if held:
             outcomes = self.quotes.outcomes([p.ticker for p in held])
             for position in held:
@@ -401,9 +415,9 @@ class SimulatedExchange:
             position.position = ZERO
             position.cost = ZERO
             position.save(update_fields=["realized_pnl", "position", "cost"])
-            SimOrder.objects.filter(account=account, ticker=position.ticker, status="resting").update(
-                status=SimOrder.Status.CANCELED
-            )
+            SimOrder.objects.filter(
+                account=account, ticker=position.ticker, status="resting"
+            ).update(status=SimOrder.Status.CANCELED)
 
 
 def _held(account: SimAccount, ticker: str, side: str) -> Decimal:
@@ -443,8 +457,10 @@ def _book_fill(
     else:
         price = side_price if side == held_side else 1 - side_price
         closing = min(quantity, held)
-        removed = position.cost if closing == held else (position.cost * closing / held).quantize(
-            MONEY_QUANTUM
+        removed = (
+            position.cost
+            if closing == held
+            else (position.cost * closing / held).quantize(MONEY_QUANTUM)
         )
         proceeds = closing * price
         cash_delta += proceeds
@@ -481,4 +497,3 @@ def _order_view(order: SimOrder) -> ExchangeOrder:
         fees=order.fees,
         created_time=order.created_time,
     )
-

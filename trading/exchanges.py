@@ -45,10 +45,9 @@ def replay_clock_advance(step: timedelta | None = None) -> tuple[datetime, bool]
     )
     if not quoted.exists():
         # No open market has a quote yet: jump over the gap to the next recorded quote.
-        upcoming = (
-            MarketSnapshot.objects.filter(market__source=Source.RECORDED, ts__gt=current)
-            .aggregate(t=Min("ts"))["t"]
-        )
+        upcoming = MarketSnapshot.objects.filter(
+            market__source=Source.RECORDED, ts__gt=current
+        ).aggregate(t=Min("ts"))["t"]
         if upcoming is not None:
             target = max(target, upcoming)
     with transaction.atomic():

@@ -89,7 +89,9 @@ class KalshiExchangeTests(TestCase):
 
     def test_reduce_only_is_sent(self):
         self.ex.place_order(request(price="0.47", count="5"))
-        self.ex.place_order(request(cid="c2", action="sell", price="0.45", count="5", reduce_only=True))
+        self.ex.place_order(
+            request(cid="c2", action="sell", price="0.45", count="5", reduce_only=True)
+        )
         sent = self.fake.calls(CREATE)[1].json
         self.assertEqual((sent["side"], sent["reduce_only"]), ("ask", True))
         self.assertEqual(self.fake.position(TICKER), D(0))
@@ -128,7 +130,9 @@ class KalshiExchangeTests(TestCase):
 
     def test_orders_and_fills_read_back_in_their_buy_form(self):
         self.ex.place_order(request(count="4"))
-        self.ex.place_order(request(cid="c2", action="sell", price="0.45", count="4", reduce_only=True))
+        self.ex.place_order(
+            request(cid="c2", action="sell", price="0.45", count="4", reduce_only=True)
+        )
         fills = self.ex.fills()
         by_order = {f.order_id: f for f in fills}
         self.assertEqual(len(by_order), 2)
@@ -155,7 +159,9 @@ class KalshiExchangeTests(TestCase):
     def test_since_is_sent_as_min_ts(self):
         since = self.fake.now - timedelta(hours=1)
         self.ex.fills(since=since)
-        self.assertEqual(self.fake.calls("GET /portfolio/fills")[0].query["min_ts"], str(int(since.timestamp())))
+        self.assertEqual(
+            self.fake.calls("GET /portfolio/fills")[0].query["min_ts"], str(int(since.timestamp()))
+        )
 
     def test_cancel_and_cancel_of_an_unknown_order(self):
         placed = self.ex.place_order(request(price="0.30"))

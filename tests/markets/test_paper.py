@@ -42,7 +42,9 @@ class PaperQuotesTests(TestCase):
 
     def test_outcomes_report_only_settled_markets(self):
         self.fake.settle_market(TICKER, "no")
-        self.fake.markets[TICKER]["settlement_ts"] = (self.fake.now + timedelta(hours=2)).isoformat()
+        self.fake.markets[TICKER]["settlement_ts"] = (
+            self.fake.now + timedelta(hours=2)
+        ).isoformat()
         found = self.quotes.outcomes([TICKER, "KXCLOSED-26SEP01-T1"])
         self.assertEqual(set(found), {TICKER})
         self.assertEqual(found[TICKER].result, "no")

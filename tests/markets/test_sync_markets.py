@@ -47,7 +47,9 @@ class MarketSyncTests(TestCase):
         summary = market_sync(client=self.client_)
         n = N_EVENTS * PER_EVENT
         self.assertEqual((summary.seen, summary.added, summary.updated), (n, n, 0))
-        self.assertEqual((summary.snapshotted, summary.series_added, summary.events_added), (n, 7, N_EVENTS))
+        self.assertEqual(
+            (summary.snapshotted, summary.series_added, summary.events_added), (n, 7, N_EVENTS)
+        )
         self.assertEqual(Market.objects.count(), n)
         self.assertEqual(Series.objects.count(), 7)
         self.assertEqual(Event.objects.count(), N_EVENTS)
@@ -55,16 +57,23 @@ class MarketSyncTests(TestCase):
         self.assertGreaterEqual(self.fake.count("GET /markets"), 3)  # paged
         m = Market.objects.get(ticker="KXS3-26SEP03-T4")
         self.assertEqual((m.event.event_ticker, m.event.series.ticker), ("KXS3-26SEP03", "KXS3"))
-        self.assertEqual((m.yes_bid, m.yes_ask, m.no_bid, m.no_ask), (D("0.40"), D("0.43"), D("0.57"), D("0.60")))
+        self.assertEqual(
+            (m.yes_bid, m.yes_ask, m.no_bid, m.no_ask), (D("0.40"), D("0.43"), D("0.57"), D("0.60"))
+        )
         self.assertEqual((m.status, m.volume, m.last_price), ("active", D("34"), None))
         snap = m.snapshots.get()
-        self.assertEqual((snap.ts, snap.yes_bid, snap.yes_ask, snap.volume), (summary.ts, D("0.40"), D("0.43"), D("34")))
+        self.assertEqual(
+            (snap.ts, snap.yes_bid, snap.yes_ask, snap.volume),
+            (summary.ts, D("0.40"), D("0.43"), D("34")),
+        )
         self.assertFalse(Market.objects.filter(ticker="KXS0-26SEP99-T1").exists())
 
     def test_a_second_sync_of_unchanged_data_updates_nothing_and_snapshots_at_the_new_ts(self):
         first = market_sync(client=self.client_)
         again = market_sync(client=self.client_, now=first.ts)
-        self.assertEqual((again.added, again.updated, again.unchanged, again.snapshotted), (0, 0, 300, 0))
+        self.assertEqual(
+            (again.added, again.updated, again.unchanged, again.snapshotted), (0, 0, 300, 0)
+        )
         later = market_sync(client=self.client_, now=first.ts + timedelta(minutes=5))
         self.assertEqual((later.updated, later.snapshotted), (0, 300))
         self.assertEqual(MarketSnapshot.objects.count(), 600)
