@@ -127,12 +127,16 @@ def markets(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def market_detail(request: HttpRequest, ticker: str) -> HttpResponse:
-    market = get_object_or_404(Market.objects.select_related("event__series"), ticker=ticker)
-    body = cached_html(
-        part_key("market", market.pk),
-        "dashboard/market_body.html",
-        lambda: {"market": market, **queries.market_detail(market)},
+    # The header needs three columns; the cached body loads the whole market on a miss.
+    market = get_object_or_404(
+        Market.objects.only("ticker", "title", "yes_sub_title"), ticker=ticker
     )
+
+    def build() -> dict[str, Any]:
+        full = Market.objects.select_related("event__series").get(pk=market.pk)
+        return {"market": full, **queries.market_detail(full)}
+
+    body = cached_html(part_key("market", market.pk), "dashboard/market_body.html", build)
     return _render(request, "dashboard/market_detail.html", {"market": market, "body": body})
 
 

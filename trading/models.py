@@ -344,7 +344,7 @@ class JobRun(models.Model):
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PAPER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
-    heartbeat_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     simulated_now = models.DateTimeField(null=True, blank=True)
     counts = models.JSONField(default=dict, blank=True)
