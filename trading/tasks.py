@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import timedelta
 
@@ -19,6 +20,29 @@ from trading.signals import cycle_finished
 REPLAY_BURST_SECONDS = 90
 
 
+class _StopRequested:
+    """Within a replay burst, SIGINT/SIGTERM end the burst after the current cycle (so Ctrl-C
+    on ``make demo`` stops the worker at once instead of after the burst)."""
+
+    requested = False
+
+    def __enter__(self) -> _StopRequested:
+        self._old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no signals to catch here
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
 def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = None) -> str:
     mode = mode or settings.TRADING_MODE
     burst = REPLAY_BURST_SECONDS if burst_seconds is None else burst_seconds
@@ -26,26 +50,31 @@ def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = 
     def cycle(run: JobRun, token: int) -> services.CycleReport:
         deadline = time.monotonic() + (burst if mode == "replay" else 0)
         report = None
-        while True:
-            if mode == "replay":
-                _, finished = replay_clock_advance()
-                if finished:
+        with _StopRequested() as stop:
+            while True:
+                if stop.requested:
                     break
-            if mode in ("paper", "live") and _sync_due():
-                _sync_markets()
-            exchange = exchange_for(mode)
-            step = services.trading_cycle_run(
-                exchange=exchange, forecaster=forecaster_for(), mode=mode, token=token, run=run
-            )
-            if report is None:
-                report = step
-            else:
-                report.now = step.now
-                for key, value in step.counts.items():
-                    report.add(key, value)
-            JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
-            if time.monotonic() >= deadline or not services.lease_held(services.LEASE_NAME, token):
-                break
+                if mode == "replay":
+                    _, finished = replay_clock_advance()
+                    if finished:
+                        break
+                if mode in ("paper", "live") and _sync_due():
+                    _sync_markets()
+                exchange = exchange_for(mode)
+                step = services.trading_cycle_run(
+                    exchange=exchange, forecaster=forecaster_for(), mode=mode, token=token, run=run
+                )
+                if report is None:
+                    report = step
+                else:
+                    report.now = step.now
+                    for key, value in step.counts.items():
+                        report.add(key, value)
+                JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+                if time.monotonic() >= deadline or not services.lease_held(
+                    services.LEASE_NAME, token
+                ):
+                    break
         return report or services.CycleReport(mode, timezone.now(), {"replay_finished": 1})
 
     summary = services.run_job("trading_cycle", mode, cycle).summary
