@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The demo runs on the embedded SQLite database in var/, in replay mode on recorded data:
 # no keys, no network, never a real order.
 DEMO_ENV := TRADING_MODE=replay FORECASTER=baseline DEBUG=0 SECRET_KEY_FILE=var/secret_key \
-	ALLOWED_HOSTS=127.0.0.1,localhost
+	ALLOWED_HOSTS=127.0.0.1,localhost CACHE_DIR=var/cache
 
 # Tests never read a developer's .env: they get their own key and the paper default.
 TEST_ENV := SECRET_KEY=test-secret-key-not-for-production-0123456789abcdef \

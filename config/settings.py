@@ -156,6 +156,15 @@ if REDIS_URL:
         }
     }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+elif CACHE_DIR := env_str("CACHE_DIR"):
+    # One machine without Redis (the demo): a file cache the web server and the worker share,
+    # so each trading cycle's invalidation reaches every web process at once.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(BASE_DIR / CACHE_DIR),  # an absolute CACHE_DIR stays as it is
+        }
+    }
 else:
     CACHES = {
         "default": {

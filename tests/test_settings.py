@@ -114,3 +114,17 @@ def test_q_cluster_is_configured_for_safety(settings):
     assert q["timeout"] < q["retry"]
     assert q["max_attempts"] == 1
     assert q["catch_up"] is False
+
+
+def test_cache_dir_gives_a_file_cache_shared_by_processes(tmp_path):
+    code = (
+        "import config.settings as s; c = s.CACHES['default']; print(c['BACKEND'], c['LOCATION'])"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    environment["CACHE_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    backend, location = result.stdout.split()
+    assert backend.endswith("FileBasedCache") and location == str(tmp_path)
