@@ -43,7 +43,7 @@ from markets.simulator import REPLAY_DEPTH, SETTLE_DELAY, spread_around
 from trading import scoring, strategy
 from trading.forecasters import Forecaster, ForecastResult
 from trading.reasons import Reason
-from trading.services import market_view
+from trading.services import held_bid, market_view
 
 DEFAULT_STEP = timedelta(minutes=5)
 END_MARGIN = timedelta(hours=2)
@@ -405,7 +405,7 @@ class Backtest:
     def _equity(self, quotes: dict[str, MarketQuote]) -> Decimal:
         equity = self.cash
         for ticker, position in self.positions.items():
-            bid = _held_bid(position.state.side, quotes.get(ticker))
+            bid = held_bid(position.state.side, quotes.get(ticker))
             equity += position.state.count * bid if bid is not None else position.state.cost_basis
         return equity
 
@@ -492,7 +492,7 @@ class Backtest:
         for ticker in sorted(held_before):
             position = self.positions.get(ticker)
             quote = by_ticker.get(ticker)
-            bid = _held_bid(position.state.side, quote) if position else None
+            bid = held_bid(position.state.side, quote) if position else None
             if position is None or bid is None:
                 continue
             view = strategy.PositionView(
@@ -547,12 +547,6 @@ class Backtest:
         else:
             self.positions.pop(quote.ticker, None)
             self.closed.append(new)
-
-
-def _held_bid(side: str | None, quote: MarketQuote | None) -> Decimal | None:
-    if quote is None or side is None:
-        return None
-    return quote.yes_bid if side == "yes" else quote.no_bid
 
 
 class RecordedAnswers:

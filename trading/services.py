@@ -134,10 +134,11 @@ def _state_of(position: Position) -> strategy.PositionState:
     )
 
 
-def _held_bid(position: Position, quote: MarketQuote | None) -> Decimal | None:
-    if quote is None:
+def held_bid(side: str | None, quote: MarketQuote | None) -> Decimal | None:
+    """The bid for the side held: what a position is worth and where an exit sells."""
+    if quote is None or side is None:
         return None
-    return quote.yes_bid if position.side == "yes" else quote.no_bid
+    return quote.yes_bid if side == "yes" else quote.no_bid
 
 
 def portfolio_view(
@@ -148,7 +149,7 @@ def portfolio_view(
     equity = cash
     exposure: dict[str, Decimal] = {}
     for position in open_positions:
-        bid = _held_bid(position, quotes.get(position.market.ticker))
+        bid = held_bid(position.side, quotes.get(position.market.ticker))
         equity += position.count * bid if bid is not None else position.cost_basis
         category = position.market.category
         exposure[category] = exposure.get(category, ZERO) + position.cost_basis
@@ -265,6 +266,20 @@ def decide_run(
         .annotate(last=Max("decided_at"))
     )
     portfolio = portfolio_view(exchange=exchange, mode=mode, quotes=by_ticker, now=now)
+    if portfolio.trading_state == TradingState.State.ACTIVE and strategy.daily_loss_breached(
+        portfolio, limits
+    ):
+        # The daily-loss breaker: reduce-only (exits still run) until an operator resumes.
+        trading_state_set(
+            state=TradingState.State.REDUCE_ONLY,
+            reason=(
+                f"daily loss limit: today's P&L {portfolio.daily_pnl.quantize(Decimal('0.01'))} "
+                f"reached {limits.max_daily_loss_pct:%} of equity; resume when reviewed"
+            ),
+            user=None,
+        )
+        portfolio = replace(portfolio, trading_state=TradingState.State.REDUCE_ONLY)
+        report.add("daily_loss_breaker")
     # Test doubles and the market benchmark declare ``needs_skill = False``; every real
     # forecaster answers to the gate the caller passes (the cycle always passes one).
     if skill is None or not getattr(forecaster, "needs_skill", True):
@@ -581,8 +596,12 @@ def reconcile_run(
     now: datetime,
     report: CycleReport | None = None,
     run: JobRun | None = None,
+    quotes: list[MarketQuote] | None = None,
 ) -> CycleReport:
-    """Bring our books in line with the exchange; halt on what cannot be explained."""
+    """Bring our books in line with the exchange; halt on what cannot be explained.
+
+    ``quotes`` (the cycle's market read) value the books for the equity snapshot.
+    """
     report = report or CycleReport(mode, now)
     ex_orders = exchange.orders()
     ours = {o.client_order_id: o for o in Order.objects.filter(mode=mode).select_related("market")}
@@ -632,8 +651,8 @@ def reconcile_run(
     if problems:
         halt("; ".join(problems)[:500])
         report.add("halted")
-    quotes = {q.ticker: q for q in exchange.open_markets()}
-    view = portfolio_view(exchange=exchange, mode=mode, quotes=quotes, now=now)
+    by_ticker = {q.ticker: q for q in (exchange.open_markets() if quotes is None else quotes)}
+    view = portfolio_view(exchange=exchange, mode=mode, quotes=by_ticker, now=now)
     AccountSnapshot.objects.update_or_create(
         mode=mode,
         ts=now,
@@ -812,7 +831,7 @@ def track_run(
         if position.market_id in pending:
             continue
         quote = by_ticker.get(position.market.ticker)
-        bid = _held_bid(position, quote)
+        bid = held_bid(position.side, quote)
         if quote is None or bid is None:
             continue
         view = strategy.PositionView(
@@ -876,7 +895,7 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
     ).exists():
         raise ValueError("An order on this market is still open; wait for it to finish.")
     quote = _last_quote(position)
-    bid = _held_bid(position, quote)
+    bid = held_bid(position.side, quote)
     if bid is None:
         raise ValueError("There is no bid to sell into.")
     now = now or timezone.now()
@@ -951,28 +970,6 @@ def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> Jo
     return run
 
 
-def _daily_loss_breaker(
-    exchange: Exchange, mode: str, quotes: list[MarketQuote], now: datetime, report: CycleReport
-) -> None:
-    """Switch to reduce-only (exits still run) once today's loss reaches the limit."""
-    if TradingState.load().state != TradingState.State.ACTIVE:
-        return
-    view = portfolio_view(
-        exchange=exchange, mode=mode, quotes={q.ticker: q for q in quotes}, now=now
-    )
-    limits = risk_limits()
-    if strategy.daily_loss_breached(view, limits):
-        trading_state_set(
-            state=TradingState.State.REDUCE_ONLY,
-            reason=(
-                f"daily loss limit: today's P&L {view.daily_pnl.quantize(Decimal('0.01'))} "
-                f"reached {limits.max_daily_loss_pct:%} of equity; resume when reviewed"
-            ),
-            user=None,
-        )
-        report.add("daily_loss_breaker")
-
-
 def trading_cycle_run(
     *,
     exchange: Exchange,
@@ -985,7 +982,9 @@ def trading_cycle_run(
     """One full cycle: reconcile, decide, execute, track exits, execute, reconcile."""
     now = exchange.now()
     report = CycleReport(mode, now)
-    reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run)
+    # One read of the markets per cycle: every step below works at the same ``now``.
+    quotes = exchange.open_markets()
+    reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run, quotes=quotes)
     reconciled_at = timezone.now()
     scored = ledger.forecasts_score(now=now, mode=mode)
     if scored:
@@ -994,8 +993,6 @@ def trading_cycle_run(
         # Fail closed: a forecaster trades only once it has beaten the market on settled
         # forecasts (RiskSettings.skill_min_settled), judged on what was known at ``now``.
         skill = ledger.cycle_skill_gate(mode=mode, now=now)
-    quotes = exchange.open_markets()
-    _daily_loss_breaker(exchange, mode, quotes, now, report)
     decide_run(
         exchange=exchange,
         forecaster=forecaster,
@@ -1023,7 +1020,7 @@ def trading_cycle_run(
         report=report,
         reconciled_at=reconciled_at,
     )
-    reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run)
+    reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run, quotes=quotes)
     return report
 
 
