@@ -9,10 +9,18 @@ one ``INSERT … ON CONFLICT``). Callers keep ``bulk_create`` for SQLite.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import connection, models
+
+IN_CHUNK = 500  # values per IN (...) lookup: below SQLite's bound-variable limit
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def is_postgresql() -> bool:

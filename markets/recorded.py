@@ -76,6 +76,7 @@ from django.db import models, transaction
 from django.utils import timezone as dj_timezone
 from tqdm import tqdm
 
+from markets.bulk import chunks
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO, MoneyError, parse_price
 
@@ -91,7 +92,6 @@ PACIFIC = ZoneInfo("America/Los_Angeles")
 OPEN_TIME_ET = time(10, 0)
 CANDLE_WIDTH = timedelta(minutes=5)
 BATCH_SIZE = 2000
-_IN_CHUNK = 500  # keys per `__in` query, well under SQLite's variable limit
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _TICKER_RE = re.compile(
@@ -604,18 +604,13 @@ def _disable(progress: bool) -> bool | None:
     return None if progress else True  # None: tqdm shows the bar only on a terminal
 
 
-def _chunks(items: list[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _upsert(
     model: type[models.Model], key: str, desired: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, int], Counts]:
     """Create missing rows and update changed ones in bulk; return {key: pk} and the counts."""
     keys = list(desired)
     existing: dict[str, Any] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         for obj in model._default_manager.filter(**{f"{key}__in": chunk}):
             existing[getattr(obj, key)] = obj
     now = dj_timezone.now()
@@ -636,7 +631,7 @@ def _upsert(
             to_update, [*field_names, "updated_at"], batch_size=BATCH_SIZE
         )
     ids: dict[str, int] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         ids.update(model._default_manager.filter(**{f"{key}__in": chunk}).values_list(key, "pk"))
     return ids, Counts(len(desired), len(to_create), len(to_update))
 
@@ -693,7 +688,7 @@ def _write(data: RecordedData, progress: bool) -> LoadSummary:
 
     # Snapshots are append-only: add the (market, ts) pairs not stored yet.
     existing: set[tuple[int, datetime]] = set()
-    for chunk in _chunks(list(market_ids.values())):
+    for chunk in chunks(list(market_ids.values())):
         existing.update(
             MarketSnapshot.objects.filter(market_id__in=chunk).values_list("market_id", "ts")
         )
@@ -705,7 +700,7 @@ def _write(data: RecordedData, progress: bool) -> LoadSummary:
         if (market_ids[ticker], ts) not in existing
     ]
     with tqdm(total=len(new), desc="snapshots", unit="row", disable=_disable(progress)) as bar:
-        for batch in _chunks(new, BATCH_SIZE):
+        for batch in chunks(new, BATCH_SIZE):
             MarketSnapshot.objects.bulk_create(batch, ignore_conflicts=True)
             bar.update(len(batch))
     results = [spec.result for spec in specs]

@@ -16,7 +16,7 @@ A second sync of unchanged data updates no market (only new snapshots, at the ne
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,11 +27,10 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from markets import kalshi
-from markets.bulk import copy_rows, is_postgresql
+from markets.bulk import chunks, copy_rows, is_postgresql
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO
 
-IN_CHUNK = 500  # values per IN (...) lookup: below SQLite's bound-variable limit
 BATCH_SIZE = 1000
 
 # Fields copied from Kalshi and compared to decide whether a stored market changed.
@@ -93,14 +92,9 @@ class SyncSummary:
         )
 
 
-def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _ids(model: Any, field: str, keys: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for chunk in _chunks(list(keys)):
+    for chunk in chunks(list(keys)):
         found.update(model.objects.filter(**{f"{field}__in": chunk}).values_list(field, "id"))
     return found
 
@@ -186,7 +180,7 @@ def _fetch(
         if tickers is None
         else [
             client.iter_markets(status=status, tickers=chunk)
-            for chunk in _chunks(sorted(set(tickers)), TICKERS_PER_REQUEST)
+            for chunk in chunks(sorted(set(tickers)), TICKERS_PER_REQUEST)
         ]
     )
     with bar:
@@ -268,7 +262,7 @@ def _upsert_markets(
 ) -> tuple[int, int, int, dict[str, int]]:
     tickers = [m.ticker for m in markets]
     stored: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(tickers):
+    for chunk in chunks(tickers):
         for row in Market.objects.filter(ticker__in=chunk).values("id", "ticker", *SYNCED_FIELDS):
             stored[row["ticker"]] = row
     rows: list[Market] = []
@@ -316,7 +310,7 @@ def _upsert_markets(
 def _snapshot(markets: list[kalshi.Market], market_ids: dict[str, int], now: datetime) -> int:
     existing: set[int] = set()
     ids = [market_ids[m.ticker] for m in markets]
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         existing.update(
             MarketSnapshot.objects.filter(market_id__in=chunk, ts=now).values_list(
                 "market_id", flat=True
