@@ -9,7 +9,9 @@ number of markets (issue 4's goal: 5,000 markets in under 0.5 s).
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -111,26 +113,46 @@ def measure(n: int, prefix: str) -> list[tuple[float, int]]:
     return results
 
 
+def cleanup() -> None:
+    Decision.objects.filter(market__ticker__startswith="BENCH").delete()
+    Forecast.objects.filter(market__ticker__startswith="BENCH").delete()
+    Market.objects.filter(ticker__startswith="BENCH").delete()
+    Event.objects.filter(event_ticker__startswith="BENCH").delete()
+    Series.objects.filter(ticker__startswith="BENCH").delete()
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="fresh worlds per size (median)")
+    args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    print(f"database: {connection.vendor}")
+    print(f"database: {connection.vendor}; {args.rounds} rounds per size, each on fresh markets")
+    cleanup()
     try:
-        for n, prefix in ((500, "S"), (5000, "L")):
-            (first, first_q), (again, again_q) = measure(n, prefix)
+        for n in (500, 5000):
+            firsts, agains = [], []
+            for round_ in range(args.rounds):
+                (first, first_q), (again, again_q) = measure(n, f"{n}R{round_}")
+                firsts.append(first)
+                agains.append(again)
+                print(
+                    f"  {n:>5} markets, round {round_ + 1}: {first:6.3f} s ({first_q} queries), "
+                    f"a minute later {again:6.3f} s ({again_q} queries)",
+                    flush=True,
+                )
+                cleanup()
+            first = statistics.median(firsts)
             print(
-                f"decide cycle, {n:>5} markets, all forecast and decided: {first:6.3f} s, "
-                f"{first_q} queries, {n / first:,.0f} markets/s"
+                f"decide cycle, {n:>5} markets, all forecast and decided: median {first:6.3f} s "
+                f"(range {min(firsts):.3f}–{max(firsts):.3f}), {first_q} queries, "
+                f"{n / first:,.0f} markets/s"
             )
             print(
                 f"decide cycle, {n:>5} markets, a minute later (analysed recently): "
-                f"{again:6.3f} s, {again_q} queries"
+                f"median {statistics.median(agains):6.3f} s, {again_q} queries"
             )
     finally:
-        Decision.objects.filter(market__ticker__startswith="BENCH").delete()
-        Forecast.objects.filter(market__ticker__startswith="BENCH").delete()
-        Market.objects.filter(ticker__startswith="BENCH").delete()
-        Event.objects.filter(event_ticker__startswith="BENCH").delete()
-        Series.objects.filter(ticker__startswith="BENCH").delete()
+        cleanup()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
-"""Fast bulk writes on PostgreSQL: COPY instead of the ORM's parameterised INSERTs.
+"""Fast bulk writes: COPY on PostgreSQL instead of the ORM's parameterised INSERTs.
 
 Django's ``bulk_create`` converts every value through the ORM and sends one large statement;
 COPY streams the rows, which is several times faster (../shared/PERFORMANCE-LIMITS.md).
 Constraints still apply: rows land in the real table (directly, or from a staging table with
-one ``INSERT … ON CONFLICT``). Callers keep ``bulk_create`` for SQLite.
+one ``INSERT … ON CONFLICT``). ``copy_rows`` callers keep ``bulk_create`` for SQLite;
+``insert_rows`` serves both.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 IN_CHUNK = 500  # values per IN (...) lookup: below SQLite's bound-variable limit
 
@@ -27,6 +29,38 @@ def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+def ids_by_key(model: type[models.Model], field: str, keys: Sequence[Any]) -> dict[Any, int]:
+    """``{key: primary key}`` for the rows whose ``field`` is one of ``keys`` (missing ones left out).
+
+    One query whatever the number of keys, which go as a single parameter: a PostgreSQL array
+    (``= ANY(%s)``: several times faster than an ``IN`` of thousands of placeholders, which the
+    driver must also parse) or a JSON array read by SQLite's ``json_each``. Keys are strings
+    or numbers.
+    """
+    if not keys:
+        return {}
+    meta = model._meta
+    quote = connection.ops.quote_name
+    column = quote(meta.get_field(field).column)
+    if is_postgresql():
+        condition, param = f"{column} = ANY(%s)", list(keys)
+    elif connection.vendor == "sqlite":
+        condition, param = f"{column} IN (SELECT value FROM json_each(%s))", json.dumps(list(keys))
+    else:
+        found: dict[Any, int] = {}
+        for part in chunks(keys):
+            lookup = {f"{field}__in": part}
+            found.update(model._default_manager.filter(**lookup).values_list(field, "pk"))
+        return found
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column}, {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
+            f"WHERE {condition}",
+            [param],
+        )
+        return dict(cursor.fetchall())
+
+
 def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     """Reserve ``count`` primary keys from the table's identity sequence (PostgreSQL)."""
     if count == 0:
@@ -34,10 +68,87 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     meta = model._meta
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            # The sequence's name is looked up once (an init plan), not once per row.
+            "SELECT nextval((SELECT pg_get_serial_sequence(%s, %s))::regclass) "
+            "FROM generate_series(1, %s)",
             [meta.db_table, meta.pk.column, count],
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def insert_rows(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (field attname → value) and return their new primary keys, in order.
+
+    Columns a row leaves out take the field's default. No model instances are built (most of
+    ``bulk_create``'s cost per row) and the number of queries does not grow with the rows:
+    PostgreSQL reserves the keys from the identity sequence and streams the rows with one COPY;
+    SQLite takes the keys after the table's highest and sends one ``executemany``. JSON columns
+    are encoded with the field's own encoder, as ``JSONField`` does.
+    """
+    if not rows:
+        return []
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    known = {f.attname for f in fields}
+    for row in rows:
+        unknown = row.keys() - known
+        if unknown:
+            raise ValueError(f"{meta.label} has no column(s) {sorted(unknown)}")
+    if connection.vendor == "sqlite":
+        return _insert_rows_sqlite(model, fields, rows)
+    if not is_postgresql():
+        objs = model._default_manager.bulk_create([model(**row) for row in rows])
+        return [obj.pk for obj in objs]
+    ids = allocate_ids(model, len(rows))
+    # Each row over the defaults, then the columns in table order (C-speed itemgetter).
+    defaults = {f.attname: f.get_default() for f in fields}
+    columns = operator.itemgetter(*(f.attname for f in fields))
+    json_encoders = [
+        (position, (f.encoder or json.JSONEncoder)())
+        for position, f in enumerate(fields, start=1)
+        if isinstance(f, models.JSONField)
+    ]  # encoding as JSONField.get_prep_value does: json.dumps(value, cls=encoder)
+    quote = connection.ops.quote_name
+    cols = ", ".join(quote(c) for c in [meta.pk.column, *(f.column for f in fields)])
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({cols}) FROM STDIN") as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                values = [pk, *columns({**defaults, **row})]
+                for position, encoder in json_encoders:
+                    if values[position] is not None:
+                        values[position] = encoder.encode(values[position])
+                copy.write_row(values)
+    return ids
+
+
+def _insert_rows_sqlite(
+    model: type[models.Model], fields: list[Any], rows: Sequence[dict[str, Any]]
+) -> list[int]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    pk = quote(meta.pk.column)
+    cols = ", ".join([pk, *(quote(f.column) for f in fields)])
+    marks = ", ".join(["%s"] * (len(fields) + 1))
+    defaults = {f.attname: f.get_default() for f in fields}
+    preps = [(f.attname, f.get_db_prep_save) for f in fields]  # the ORM's own conversions
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Transactions are IMMEDIATE (config/settings.py): SQLite's one write lock is held from
+        # BEGIN, so no other writer can take these keys between this read and the insert.
+        # AUTOINCREMENT tables never reuse a key, hence sqlite_sequence as well as max().
+        cursor.execute(
+            f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "
+            f"coalesce((SELECT max({pk}) FROM {table}), 0))",
+            [meta.db_table],
+        )
+        start = cursor.fetchone()[0] + 1
+        ids = list(range(start, start + len(rows)))
+        values = []
+        for key, row in zip(ids, rows, strict=True):
+            merged = {**defaults, **row}
+            values.append([key, *(prep(merged[name], connection) for name, prep in preps)])
+        cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values)
+    return ids
 
 
 def copy_rows(

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -432,9 +433,13 @@ class Forecast(models.Model):
     """A probability for YES from one forecaster, and, once the market settles, its score."""
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="forecasts")
+    # Indexed by (market, -created_at) in Meta; a cycle writes thousands of forecasts, so no
+    # index is kept that a query does not need (the forecaster is aggregated, not looked up).
+    market = models.ForeignKey(
+        Market, on_delete=models.CASCADE, related_name="forecasts", db_index=False
+    )
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PAPER)
-    forecaster = models.CharField(max_length=32, db_index=True)
+    forecaster = models.CharField(max_length=32)
     model = models.CharField(max_length=128, blank=True)
     prompt_version = models.CharField(max_length=32, blank=True)
     valid = models.BooleanField(default=True)
@@ -501,17 +506,23 @@ class Decision(models.Model):
         Forecast, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
     )
     strategy = models.CharField(max_length=32, default="directional")
-    reason = models.CharField(max_length=32, choices=REASON_CHOICES, db_index=True)
+    reason = models.CharField(max_length=32, choices=REASON_CHOICES)
     side = models.CharField(max_length=3, choices=Side.choices, blank=True)
     action = models.CharField(max_length=4, choices=Action.choices, blank=True)
     price = PriceField(null=True, blank=True)
     count = CountField(null=True, blank=True)
     edge = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
-    details = models.JSONField(default=dict, blank=True)
+    # The strategy writes every number as a string already; the encoder keeps a Decimal or a
+    # datetime from elsewhere (an exit, an operator action) from failing the whole batch.
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["mode", "reason", "-created_at"])]
+        # Few indexes: a cycle writes thousands of decisions, and each index is paid per row.
+        # created_at (the listings' order, the funnel's day and decide's "analysed recently"
+        # window), market/forecast/run (the foreign keys) and reason with its newest first
+        # (the decisions page's reason filter).
+        indexes = [models.Index(fields=["reason", "-created_at"])]
         constraints = [
             models.CheckConstraint(
                 condition=Q(price__isnull=True) | _price_open("price"),

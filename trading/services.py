@@ -20,14 +20,14 @@ import signal
 import socket
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from config.logging import redact
@@ -42,7 +42,7 @@ from markets.exchange import (
     OrderRequest,
 )
 from markets.models import Market
-from markets.money import MONEY_QUANTUM, ZERO
+from markets.money import MONEY_QUANTUM, PRICE_QUANTUM, ZERO
 from trading import ledger, strategy
 from trading.audit import trading_state_set
 from trading.forecasters import Forecaster
@@ -199,9 +199,12 @@ def market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.Mar
     )
 
 
-def client_order_id_for(decision: Decision) -> str:
+EDGE_QUANTUM = Decimal("0.000001")  # Decision.edge has 6 decimal places
+
+
+def client_order_id_for(mode: str, decision_id: int) -> str:
     """Deterministic: the same decision can never mint a second id (≤ 64 chars)."""
-    return f"{CLIENT_ORDER_PREFIX}-{decision.mode}-{decision.pk}"
+    return f"{CLIENT_ORDER_PREFIX}-{mode}-{decision_id}"
 
 
 @dataclass
@@ -218,24 +221,26 @@ class CycleReport:
         return f"{self.mode} cycle at {self.now:%Y-%m-%d %H:%M}: {parts or 'nothing to do'}"
 
 
-def _forecast_row(market: Market, result, *, forecaster: str, mode: str, quote, now) -> Forecast:
-    return Forecast(
-        created_at=now,
-        market=market,
-        mode=mode,
-        forecaster=forecaster,
-        model=result.model,
-        prompt_version=result.prompt_version,
-        valid=result.valid and result.probability is not None,
-        error=result.error[:500],
-        probability=result.probability if result.valid else None,
-        confidence=result.confidence if result.valid else None,
-        rationale=result.rationale,
-        key_factors=result.key_factors,
-        market_price=quote.mid.quantize(Decimal("0.0001")) if quote.mid is not None else None,
-        price_shown=result.price_shown,
-        llm_call_id=result.llm_call_id,
-    )
+def _forecast_row(market_id: int, result, *, forecaster: str, mode: str, quote, now) -> dict:
+    """The columns of the ``Forecast`` row for one forecaster answer."""
+    valid = result.valid and result.probability is not None
+    return {
+        "created_at": now,
+        "market_id": market_id,
+        "mode": mode,
+        "forecaster": forecaster,
+        "model": result.model,
+        "prompt_version": result.prompt_version,
+        "valid": valid,
+        "error": result.error[:500],
+        "probability": result.probability if result.valid else None,
+        "confidence": result.confidence if result.valid else None,
+        "rationale": result.rationale,
+        "key_factors": result.key_factors,
+        "market_price": quote.mid.quantize(PRICE_QUANTUM) if quote.mid is not None else None,
+        "price_shown": result.price_shown,
+        "llm_call_id": result.llm_call_id,
+    }
 
 
 def decide_run(
@@ -259,11 +264,15 @@ def decide_run(
     quotes = exchange.open_markets() if quotes is None else quotes
     by_ticker = {q.ticker: q for q in quotes}
     # Only the keys: a decision needs the market row's id, not its forty columns.
-    markets = Market.objects.only("id", "ticker").in_bulk(list(by_ticker), field_name="ticker")
-    last_analysed = dict(
-        Decision.objects.filter(mode=mode, market__ticker__in=list(by_ticker))
-        .values_list("market__ticker")
-        .annotate(last=Max("decided_at"))
+    market_ids = bulk.ids_by_key(Market, "ticker", list(by_ticker))
+    # A decision taken within reanalyse_minutes stands: no new row per cycle for that market.
+    # (decisions_write stamps created_at with the cycle's clock, as decided_at; created_at
+    # carries the index.)
+    recent_since = now - timedelta(minutes=int(limits.reanalyse_minutes))
+    recently_analysed = set(
+        Decision.objects.filter(mode=mode, created_at__gt=recent_since)
+        .values_list("market_id", flat=True)
+        .distinct()
     )
     portfolio = portfolio_view(exchange=exchange, mode=mode, quotes=by_ticker, now=now)
     if portfolio.trading_state == TradingState.State.ACTIVE and strategy.daily_loss_breached(
@@ -287,38 +296,36 @@ def decide_run(
     has_skill = skill
     rows: list[PlannedDecision] = []
     for quote in quotes:
-        market = markets.get(quote.ticker)
-        if market is None:
+        market_id = market_ids.get(quote.ticker)
+        if market_id is None:
             report.add("unknown_market")
             continue
-        last = last_analysed.get(quote.ticker)
-        if last is not None and now - last < timedelta(minutes=int(limits.reanalyse_minutes)):
-            # The decision taken within reanalyse_minutes stands; no new row per cycle.
+        if market_id in recently_analysed:
             report.add(Reason.SKIP_RECENTLY_ANALYSED.value)
             continue
         view = market_view(quote, limits)
         reason = strategy.candidate_filter(view, portfolio, limits, now=now)
         if reason is not None:
             result = strategy.DecisionResult(reason=reason, details={"filter": reason.value})
-            rows.append(PlannedDecision(result, market, quote))
+            rows.append(PlannedDecision(result, market_id, quote))
             report.add(reason.value)
             continue
         answer = forecaster.forecast(quote, now=now)
         forecast = _forecast_row(
-            market, answer, forecaster=forecaster.name, mode=mode, quote=quote, now=now
+            market_id, answer, forecaster=forecaster.name, mode=mode, quote=quote, now=now
         )
         if answer.budget_exhausted:
             result = strategy.DecisionResult(reason=Reason.AI_BUDGET_EXHAUSTED)
         else:
             view_forecast = strategy.ForecastView(
-                probability=forecast.probability,
-                confidence=forecast.confidence,
+                probability=forecast["probability"],
+                confidence=forecast["confidence"],
                 forecaster=forecaster.name,
-                valid=forecast.valid,
+                valid=forecast["valid"],
                 has_skill=has_skill(forecaster.name),
             )
             result = strategy.decide(view, view_forecast, portfolio, limits, now=now)
-        rows.append(PlannedDecision(result, market, quote, forecast))
+        rows.append(PlannedDecision(result, market_id, quote, forecast))
         if result.reason == Reason.TRADED:
             portfolio = _portfolio_after(portfolio, result, quote)
         report.add(result.reason.value)
@@ -329,60 +336,67 @@ def decide_run(
 @dataclass
 class PlannedDecision:
     result: strategy.DecisionResult
-    market: Market
-    quote: MarketQuote
-    forecast: Forecast | None = None
+    market_id: int
+    quote: MarketQuote | None
+    forecast: dict[str, Any] | None = None  # the Forecast row's columns (see _forecast_row)
     purpose: str = Order.Purpose.OPEN
     action: str = "buy"
 
 
 def decisions_write(
     rows: list[PlannedDecision], *, mode: str, run: JobRun | None, now: datetime
-) -> list[Decision]:
-    """Write forecasts, decisions and the order intents of traded ones, in one transaction."""
-    decisions = []
-    for row in rows:
-        result = row.result
-        traded = bool(result.reason in (Reason.TRADED, Reason.EXIT) and result.count)
-        decisions.append(
-            Decision(
-                created_at=now,
-                decided_at=now,
-                mode=mode,
-                run=run,
-                market=row.market,
-                forecast=row.forecast,
-                reason=result.reason.value,
-                side=result.side or "",
-                action=row.action if traded else "",
-                price=result.price,
-                count=result.count if traded else None,
-                edge=result.edge.edge.quantize(Decimal("0.000001")) if result.edge else None,
-                details=_jsonable(result.details),
-            )
-        )
-    forecasts = [r.forecast for r in rows if r.forecast]
+) -> list[int]:
+    """Write forecasts, decisions and the order intents of traded ones, in one transaction.
+
+    Returns the decisions' ids. The rows are written without building model instances (on
+    PostgreSQL with COPY and ids reserved up front): the decisions need the forecasts' ids and
+    the order intents need the decisions' (``client_order_id``), without a query per row.
+    """
+    run_id = run.pk if run is not None else None
     with transaction.atomic():
         if bulk.is_postgresql():
-            # COPY with ids reserved up front: the decisions need the forecasts' ids and the
-            # order intents need the decisions' (client_order_id), without a query per row.
-            for model, objs in ((Forecast, forecasts), (Decision, decisions)):
-                for obj, pk in zip(objs, bulk.allocate_ids(model, len(objs)), strict=True):
-                    obj.pk = pk
-                bulk.copy_rows(model, objs, bulk.concrete_field_names(model, with_pk=True))
-        else:
-            Forecast.objects.bulk_create(forecasts)
-            Decision.objects.bulk_create(decisions)
-        orders = [
-            _order_intent(row, decision, mode=mode, now=now)
-            for row, decision in zip(rows, decisions, strict=True)
-            if decision.count
-        ]
-        Order.objects.bulk_create(orders)
-    return decisions
+            # This transaction need not wait for its WAL to reach the disk: nothing leaves the
+            # process on its strength. An order intent is sent only after execute has committed
+            # it as SUBMITTING, synchronously, which flushes all earlier WAL, this included; a
+            # crash before that loses the cycle's decisions and nothing else.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        forecast_ids = iter(bulk.insert_rows(Forecast, [r.forecast for r in rows if r.forecast]))
+        decision_rows = []
+        for row in rows:
+            result = row.result
+            traded = bool(result.reason in (Reason.TRADED, Reason.EXIT) and result.count)
+            decision_rows.append(
+                {
+                    "created_at": now,
+                    "decided_at": now,
+                    "mode": mode,
+                    "run_id": run_id,
+                    "market_id": row.market_id,
+                    "forecast_id": next(forecast_ids) if row.forecast else None,
+                    "reason": result.reason.value,
+                    "side": result.side or "",
+                    "action": row.action if traded else "",
+                    "price": result.price,
+                    "count": result.count if traded else None,
+                    "edge": result.edge.edge.quantize(EDGE_QUANTUM) if result.edge else None,
+                    "details": result.details,
+                }
+            )
+        decision_ids = bulk.insert_rows(Decision, decision_rows)
+        Order.objects.bulk_create(
+            [
+                _order_intent(row, decision_id, mode=mode, now=now)
+                for row, decision, decision_id in zip(
+                    rows, decision_rows, decision_ids, strict=True
+                )
+                if decision["count"]
+            ]
+        )
+    return decision_ids
 
 
-def _order_intent(row: PlannedDecision, decision: Decision, *, mode: str, now: datetime) -> Order:
+def _order_intent(row: PlannedDecision, decision_id: int, *, mode: str, now: datetime) -> Order:
     result = row.result
     side_price = result.price
     yes_price = side_price if result.side == "yes" else 1 - side_price
@@ -392,9 +406,9 @@ def _order_intent(row: PlannedDecision, decision: Decision, *, mode: str, now: d
     return Order(
         created_at=now,
         mode=mode,
-        decision=decision,
-        market=row.market,
-        client_order_id=client_order_id_for(decision),
+        decision_id=decision_id,
+        market_id=row.market_id,
+        client_order_id=client_order_id_for(mode, decision_id),
         purpose=row.purpose,
         side=result.side,
         action=row.action,
@@ -419,20 +433,6 @@ def _portfolio_after(
         # Pending orders count against the open-positions limit in the strategy itself.
         pending_tickers=portfolio.pending_tickers | {quote.ticker},
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Decimal | datetime):
-        return str(value)
-    if hasattr(value, "__dataclass_fields__"):
-        return _jsonable(asdict(value))
-    return value
 
 
 # --- Execute --------------------------------------------------------------------------------
@@ -855,7 +855,7 @@ def track_run(
         )
         exits.append(
             PlannedDecision(
-                result, position.market, quote, purpose=Order.Purpose.EXIT, action="sell"
+                result, position.market_id, quote, purpose=Order.Purpose.EXIT, action="sell"
             )
         )
         report.add(f"exit_{signal_.reason.value}")
@@ -910,17 +910,17 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
             "bid": str(bid),
         },
     )
-    [decision] = decisions_write(
+    [decision_id] = decisions_write(
         [
             PlannedDecision(
-                result, position.market, quote, purpose=Order.Purpose.EXIT, action="sell"
+                result, position.market_id, quote, purpose=Order.Purpose.EXIT, action="sell"
             )
         ],
         mode=position.mode,
         run=None,
         now=now,
     )
-    return Order.objects.get(decision=decision)
+    return Order.objects.get(decision_id=decision_id)
 
 
 def tickers_awaiting_results(*, now: datetime) -> list[str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from trading.reasons import Reason
@@ -69,10 +70,15 @@ def other_side(side: str) -> str:
 
 
 def _refuse_floats(obj: Any) -> None:
-    for f in fields(obj):
-        value = getattr(obj, f.name)
+    for name in _field_names(type(obj)):
+        value = getattr(obj, name)
         if isinstance(value, float):
-            raise TypeError(f"{type(obj).__name__}.{f.name} is a float ({value!r}); use Decimal")
+            raise TypeError(f"{type(obj).__name__}.{name} is a float ({value!r}); use Decimal")
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def _hours(delta: timedelta) -> Decimal:
@@ -81,10 +87,13 @@ def _hours(delta: timedelta) -> Decimal:
 
 
 def _s(value: Any) -> Any:
-    """A number as a string for JSON details; None stays None."""
-    if value is None or isinstance(value, str | bool):
+    """A number as a string for JSON details; None, strings and booleans stay as they are."""
+    if value is None or value.__class__ in _AS_IS:
         return value
     return str(value)
+
+
+_AS_IS = frozenset({str, bool})
 
 
 def _is_price(value: Decimal | None) -> bool:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal as D
 
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
 from markets.exchange import OrderOutcomeUnknown
 from markets.models import SimOrder
@@ -303,3 +305,81 @@ class SkillGateTests(TestCase):
         self.assertEqual(decision.reason, "no_skill")
         self.assertIsNotNone(decision.forecast)
         self.assertFalse(Order.objects.exists())
+
+
+class DecideBatchTests(TestCase):
+    """decide writes many rows at once: each decision must point at its own forecast."""
+
+    def setUp(self):
+        event = make_event(category="Test")
+        tickers = [f"B{i}" for i in range(12)]
+        for ticker in tickers:
+            make_market(event=event, ticker=ticker, close_time=T0 + timedelta(days=1))
+        # Every third market is filtered out before forecasting (no volume).
+        self.quotes = StaticQuotes(
+            *(quote(t, volume=D("1") if i % 3 == 0 else D("5000")) for i, t in enumerate(tickers))
+        )
+        self.exchange = SimulatedExchange(
+            name="paper", quotes=self.quotes, account="paper-batch", starting_cash=D("1000")
+        )
+
+    def decide(self, now):
+        return services.decide_run(
+            exchange=self.exchange,
+            forecaster=ConfidentForecaster(probability="0.43"),
+            mode="paper",
+            now=now,
+        )
+
+    def test_each_decision_links_the_forecast_of_its_own_market(self):
+        self.decide(T0)
+        decisions = list(Decision.objects.select_related("market", "forecast"))
+        self.assertEqual(len(decisions), 12)
+        filtered = [d for d in decisions if d.reason == "skip_volume"]
+        self.assertEqual(len(filtered), 4)
+        self.assertTrue(all(d.forecast is None for d in filtered))
+        forecast_for = [d for d in decisions if d.forecast is not None]
+        self.assertEqual(len(forecast_for), 8)
+        for decision in forecast_for:
+            self.assertEqual(decision.forecast.market_id, decision.market_id)
+            self.assertEqual(decision.created_at, T0)
+            self.assertEqual(decision.details["ticker"], decision.market.ticker)
+
+    def test_a_decision_stands_for_reanalyse_minutes_then_the_market_is_decided_again(self):
+        self.decide(T0)
+        report = self.decide(T0 + timedelta(minutes=59))
+        self.assertEqual(report.counts, {"skip_recently_analysed": 12})
+        self.assertEqual(Decision.objects.count(), 12)
+        self.decide(T0 + timedelta(minutes=60))
+        self.assertEqual(Decision.objects.count(), 24)
+
+
+class DecideQueryCountTests(TestCase):
+    """A decide cycle's queries do not grow with the number of candidate markets."""
+
+    def queries_for(self, n: int, prefix: str) -> int:
+        event = make_event(category="Test")
+        quotes = []
+        for i in range(n):
+            make_market(event=event, ticker=f"{prefix}{i}", close_time=T0 + timedelta(days=1))
+            # Half are forecast and decided; half stop at a filter.
+            quotes.append(quote(f"{prefix}{i}", volume=D("5000") if i % 2 else D("1")))
+        exchange = SimulatedExchange(
+            name="paper",
+            quotes=StaticQuotes(*quotes),
+            account=f"q-{prefix}",
+            starting_cash=D("1000"),
+        )
+        with CaptureQueriesContext(connection) as ctx:
+            services.decide_run(
+                exchange=exchange,
+                forecaster=ConfidentForecaster(probability="0.43"),
+                mode="paper",
+                now=T0,
+            )
+        self.assertEqual(Decision.objects.filter(market__ticker__startswith=prefix).count(), n)
+        return len(ctx.captured_queries)
+
+    def test_ten_markets_and_six_hundred_take_the_same_number_of_queries(self):
+        self.queries_for(3, "WARM")  # settings and state rows are created on first use
+        self.assertEqual(self.queries_for(10, "S"), self.queries_for(600, "L"))
