@@ -353,8 +353,12 @@ def ensure_data(fresh: bool) -> None:
     from django.core.management import call_command
 
     from markets.models import Market
+    from trading.models import RiskSettings, TradingState
 
     call_command("migrate", verbosity=0)
+    # The two single rows every running installation has (its first cycle creates them).
+    TradingState.load()
+    RiskSettings.load()
     present = Market.objects.filter(ticker__startswith=PREFIX).count()
     if present == N_MARKETS and not fresh:
         print("reusing the data set already in this database")

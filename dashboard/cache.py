@@ -5,6 +5,12 @@ Every cached part is stored under ``version=generation_key()``. The trading job 
 after they change something), which moves every reader to a new version: old entries are
 simply never read again and expire on their own. No per-key invalidation logic anywhere.
 
+On top of the parts, ``page_response`` keeps each user's finished pages, keyed by everything
+a page shows that can change without a new generation (the user, the URL, the live trading
+state and, where shown, the heartbeat as displayed); the request's CSRF token is put in on
+every response. A page served from there costs about what a trivial logged-in page does, plus
+the one live query that builds its key.
+
 The parts also carry a TTL (``PART_TTL_SECONDS``) as a backstop: with the local-memory cache
 (no ``REDIS_URL``) each process has its own cache, so a reset in the worker process cannot reach
 the web processes, and the TTL bounds how stale a page can be there. With Redis the reset is
@@ -19,7 +25,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from django.contrib import messages
 from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 
@@ -91,3 +100,48 @@ def cached_html(key: str, template: str, build: Callable[[], dict[str, object]])
     HTML. Fragments never hold a CSRF token or anything else tied to one user or request:
     forms are rendered outside them, on every request."""
     return mark_safe(cached(key, lambda: render_to_string(template, build())))  # noqa: S308
+
+
+# --- Whole pages ----------------------------------------------------------------------------
+
+# Rendered in place of the CSRF token in a cached page; each response gets its own token.
+CSRF_PLACEHOLDER = "csrf-token-of-this-request-0f3c9a"
+
+
+def page_response(
+    request: HttpRequest, live: tuple[object, ...], build: Callable[[], HttpResponse]
+) -> HttpResponse:
+    """The page ``build()`` renders, from this user's page cache when nothing in ``live``
+    (and nothing in the generation) changed since it was rendered.
+
+    Only plain 200 GET pages are kept, and never one that shows a message (a message is shown
+    once). ``build`` renders ``{% csrf_token %}`` as ``CSRF_PLACEHOLDER`` (``wants_placeholder``).
+    """
+    if request.method != "GET" or len(messages.get_messages(request)):
+        return build()
+    user = request.user
+    key = part_key(
+        "page", user.pk, user.get_username(), user.is_staff, request.get_full_path(), live
+    )
+    version = generation_key()
+    html = cache.get(key, version=version)
+    if html is None:
+        request.csrf_placeholder = True
+        response = build()
+        if response.status_code != 200 or response.streaming:
+            return _with_token(request, response)
+        html = response.content.decode(response.charset)
+        cache.set(key, html, timeout=PART_TTL_SECONDS, version=version)
+    return HttpResponse(html.replace(CSRF_PLACEHOLDER, get_token(request)))
+
+
+def wants_placeholder(request: HttpRequest) -> bool:
+    return getattr(request, "csrf_placeholder", False)
+
+
+def _with_token(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    if not response.streaming and CSRF_PLACEHOLDER.encode() in response.content:
+        response.content = response.content.replace(
+            CSRF_PLACEHOLDER.encode(), get_token(request).encode()
+        )
+    return response

@@ -1,14 +1,16 @@
 """The operator's pages (DESIGN §8) and their few POST controls (STYLE G13).
 
 Pages read through ``dashboard.queries`` (a fixed number of queries each), cache the heavy
-parts under the generation key (``dashboard.cache``), and render. The trading state is always
-read live: a halt must show at once. Controls are POST-only, CSRF-protected, call exactly one
-service, then redirect with a message.
+parts under the generation key (``dashboard.cache``), and render; the finished page is kept
+per user too (``cached_page``). The trading state is always read live, on every request: a
+halt must show at once. Controls are POST-only, CSRF-protected, call exactly one service,
+then redirect with a message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +27,15 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from dashboard import forms, queries
-from dashboard.cache import cached_html, part_key, reset_generation_key
+from dashboard.cache import (
+    CSRF_PLACEHOLDER,
+    cached_html,
+    page_response,
+    part_key,
+    reset_generation_key,
+    wants_placeholder,
+)
+from dashboard.templatetags.dashboard_extras import duration
 from dashboard.why import explain
 from markets.models import Market
 from trading.audit import (
@@ -43,8 +53,9 @@ def _render(
     request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
 ) -> HttpResponse:
     """Render a page with the live trading state and mode (the header shows both)."""
-    state = context.get("state") or queries.trading_state()
-    base = {"state": state, "trading_mode": settings.TRADING_MODE}
+    base = {"state": context.get("state") or _state(request), "trading_mode": settings.TRADING_MODE}
+    if wants_placeholder(request):  # a page for the page cache: the token goes in per response
+        base["csrf_token"] = CSRF_PLACEHOLDER
     return render(request, template, {**base, **context}, status=status)
 
 
@@ -55,9 +66,47 @@ def _page_number(request: HttpRequest) -> int:
         return 1
 
 
-def _now() -> tuple[TradingState, Any]:
-    state = queries.trading_state()
+def _state(request: HttpRequest) -> TradingState:
+    """The trading state this request read live (``cached_page``), or a live read now."""
+    state = getattr(request, "dashboard_state", None)
+    return state if state is not None else queries.trading_state()
+
+
+def _now(request: HttpRequest) -> tuple[TradingState, Any]:
+    state = _state(request)
     return state, queries.mode_now(settings.TRADING_MODE, state)
+
+
+def cached_page(*, heartbeat: bool = False, risk: bool = False) -> Callable:
+    """Serve a GET page through the page cache (``dashboard.cache.page_response``).
+
+    The key's live part is read in one query on every request: the whole trading-state row
+    (a halt shows at once), and where the page shows them the heartbeat as displayed (it ages
+    by the second) and the limits row's last change (a change from the command line too).
+    """
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            state = queries.live_state(heartbeat=heartbeat, risk=risk)
+            request.dashboard_state = state
+            # Every column of the row; an unsaved default row (a new installation) is "default".
+            row = TradingState._meta.concrete_fields if state.pk else ()
+            live: list[object] = [
+                settings.TRADING_MODE,
+                *((getattr(state, f.attname) for f in row) if row else ["default"]),
+            ]
+            if heartbeat:
+                hb = queries.heartbeat(state.last_heartbeat)
+                request.dashboard_heartbeat = hb
+                live += [duration(hb["age"]), hb["stale"]]
+            if risk:
+                live.append(state.risk_updated_at)
+            return page_response(request, tuple(live), lambda: view(request, *args, **kwargs))
+
+        return wrapper
+
+    return decorator
 
 
 # --- Pages ----------------------------------------------------------------------------------
@@ -97,21 +146,23 @@ def _list_page(
 
 
 @login_required
+@cached_page(heartbeat=True)
 def index(request: HttpRequest) -> HttpResponse:
-    state, now = _now()
+    state, now = _now(request)
     mode, today = settings.TRADING_MODE, timezone.localdate()
     body = cached_html(
         part_key("overview", mode, timezone.localdate(now), today),
         "dashboard/overview_body.html",
         lambda: {"o": queries.overview(mode, now), "ai": queries.ai_spend(today), "mode": mode},
     )
-    context = {"state": state, "now": now, "body": body, "hb": queries.heartbeat()}
+    context = {"state": state, "now": now, "body": body, "hb": request.dashboard_heartbeat}
     return _render(request, "dashboard/index.html", context)
 
 
 @login_required
+@cached_page()
 def markets(request: HttpRequest) -> HttpResponse:
-    state, now = _now()
+    state, now = _now(request)
     number = _page_number(request)
 
     def build() -> dict[str, Any]:
@@ -126,6 +177,7 @@ def markets(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def market_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     # The header needs three columns; the cached body loads the whole market on a miss.
     market = get_object_or_404(
@@ -141,6 +193,7 @@ def market_detail(request: HttpRequest, ticker: str) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def decisions(request: HttpRequest) -> HttpResponse:
     data = forms.with_mode_default(request.GET)
     body = _list_page(
@@ -154,6 +207,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # The page header needs a few columns; the body (the whole "why") is cached HTML and
     # loads the full decision, its forecast and model call only when it is rebuilt.
@@ -182,8 +236,9 @@ def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def funnel(request: HttpRequest) -> HttpResponse:
-    state, now = _now()
+    state, now = _now(request)
     data = forms.with_mode_default(request.GET)
     data.setdefault("day", timezone.localdate(now).isoformat())
     form = forms.FunnelForm(data)
@@ -199,8 +254,9 @@ def funnel(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def positions(request: HttpRequest) -> HttpResponse:
-    state, now = _now()
+    state, now = _now(request)
     body = _list_page(
         request,
         "positions",
@@ -213,13 +269,14 @@ def positions(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def position_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    state, now = _now()
+    state, now = _now(request)
     position = get_object_or_404(queries.positions_with_marks(now), pk=pk)
     context = {"state": state, "p": position, **queries.position_detail(position)}
     return _render(request, "dashboard/position_detail.html", context)
 
 
 @login_required
+@cached_page()
 def orders(request: HttpRequest) -> HttpResponse:
     body = _list_page(
         request,
@@ -232,6 +289,7 @@ def orders(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def fills(request: HttpRequest) -> HttpResponse:
     body = _list_page(
         request,
@@ -244,6 +302,7 @@ def fills(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def performance(request: HttpRequest) -> HttpResponse:
     mode = settings.TRADING_MODE
     body = cached_html(
@@ -255,6 +314,7 @@ def performance(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page()
 def calibration(request: HttpRequest) -> HttpResponse:
     def build() -> dict[str, Any]:
         form = forms.CalibrationForm(request.GET, forecasters=queries.forecaster_names())
@@ -266,6 +326,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cached_page(risk=True)
 def settings_page(request: HttpRequest) -> HttpResponse:
     return _settings(request, forms.RiskSettingsForm(instance=queries.risk_settings()))
 
@@ -400,7 +461,7 @@ def live_disarm(request: HttpRequest) -> HttpResponse:
 @require_POST
 def position_flatten_view(request: HttpRequest, pk: int) -> HttpResponse:
     position = get_object_or_404(Position.objects.select_related("market"), pk=pk)
-    now = queries.mode_now(position.mode, queries.trading_state())  # the replay clock in replay
+    now = queries.mode_now(position.mode, _state(request))  # the replay clock in replay
     return _control(
         request,
         lambda: position_flatten(position=position, user=request.user, now=now),
