@@ -90,12 +90,11 @@ def cached_page(*, heartbeat: bool = False, risk: bool = False) -> Callable:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             state = queries.live_state(heartbeat=heartbeat, risk=risk)
             request.dashboard_state = state
-            # Every column of the row; an unsaved default row (a new installation) is "default".
-            row = TradingState._meta.concrete_fields if state.pk else ()
-            live: list[object] = [
-                settings.TRADING_MODE,
-                *((getattr(state, f.attname) for f in row) if row else ["default"]),
-            ]
+            live: list[object] = [settings.TRADING_MODE]
+            if state.pk is None:  # a new installation: the unsaved default row
+                live.append("default")
+            else:  # every column of the row
+                live += [getattr(state, f.attname) for f in TradingState._meta.concrete_fields]
             if heartbeat:
                 hb = queries.heartbeat(state.last_heartbeat)
                 request.dashboard_heartbeat = hb
