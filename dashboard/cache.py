@@ -106,6 +106,7 @@ def cached_html(key: str, template: str, build: Callable[[], dict[str, object]])
 
 # Rendered in place of the CSRF token in a cached page; each response gets its own token.
 CSRF_PLACEHOLDER = "csrf-token-of-this-request-0f3c9a"
+_PLACEHOLDER_BYTES = CSRF_PLACEHOLDER.encode()
 
 
 def page_response(
@@ -124,15 +125,15 @@ def page_response(
         "page", user.pk, user.get_username(), user.is_staff, request.get_full_path(), live
     )
     version = generation_key()
-    html = cache.get(key, version=version)
-    if html is None:
+    content = cache.get(key, version=version)  # the response's bytes, as sent
+    if content is None:
         request.csrf_placeholder = True
         response = build()
         if response.status_code != 200 or response.streaming:
             return _with_token(request, response)
-        html = response.content.decode(response.charset)
-        cache.set(key, html, timeout=PART_TTL_SECONDS, version=version)
-    return HttpResponse(html.replace(CSRF_PLACEHOLDER, get_token(request)))
+        content = response.content
+        cache.set(key, content, timeout=PART_TTL_SECONDS, version=version)
+    return HttpResponse(content.replace(_PLACEHOLDER_BYTES, get_token(request).encode()))
 
 
 def wants_placeholder(request: HttpRequest) -> bool:
@@ -140,8 +141,6 @@ def wants_placeholder(request: HttpRequest) -> bool:
 
 
 def _with_token(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    if not response.streaming and CSRF_PLACEHOLDER.encode() in response.content:
-        response.content = response.content.replace(
-            CSRF_PLACEHOLDER.encode(), get_token(request).encode()
-        )
+    if not response.streaming and _PLACEHOLDER_BYTES in response.content:
+        response.content = response.content.replace(_PLACEHOLDER_BYTES, get_token(request).encode())
     return response

@@ -502,8 +502,14 @@ class Decision(models.Model):
         JobRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
     )
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="decisions")
+    # No index: nothing looks decisions up by forecast (a decision leads to its forecast).
     forecast = models.ForeignKey(
-        Forecast, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+        Forecast,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="decisions",
+        db_index=False,
     )
     strategy = models.CharField(max_length=32, default="directional")
     reason = models.CharField(max_length=32, choices=REASON_CHOICES)
@@ -520,8 +526,8 @@ class Decision(models.Model):
         ordering = ["-created_at", "-id"]
         # Few indexes: a cycle writes thousands of decisions, and each index is paid per row.
         # created_at (the listings' order, the funnel's day and decide's "analysed recently"
-        # window), market/forecast/run (the foreign keys) and reason with its newest first
-        # (the decisions page's reason filter).
+        # window), market and run (the foreign keys looked up) and reason with its newest
+        # first (the decisions page's reason filter).
         indexes = [models.Index(fields=["reason", "-created_at"])]
         constraints = [
             models.CheckConstraint(

@@ -324,7 +324,7 @@ def decide_run(
                 valid=forecast["valid"],
                 has_skill=has_skill(forecaster.name),
             )
-            result = strategy.decide(view, view_forecast, portfolio, limits, now=now)
+            result = strategy.decide(view, view_forecast, portfolio, limits, now=now, screened=True)
         rows.append(PlannedDecision(result, market_id, quote, forecast))
         if result.reason == Reason.TRADED:
             portfolio = _portfolio_after(portfolio, result, quote)

@@ -52,15 +52,21 @@ SETTLEMENT_RESULTS = ("yes", "no", "void", "scalar")
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 
 
-def taker_fee_default(count: Decimal, price: Decimal) -> Decimal:
-    """Kalshi's taker fee; a lazy import keeps this module free of Django at import time."""
+@cache
+def _taker_fee() -> FeeFn:
+    """Kalshi's taker fee, imported on first use: this module stays free of Django at import."""
     from markets.fees import taker_fee
 
-    return taker_fee(count, price)
+    return taker_fee
+
+
+def taker_fee_default(count: Decimal, price: Decimal) -> Decimal:
+    """Kalshi's taker fee."""
+    return _taker_fee()(count, price)
 
 
 def _fee_fn(fee_fn: FeeFn | None) -> FeeFn:
-    return taker_fee_default if fee_fn is None else fee_fn
+    return _taker_fee() if fee_fn is None else fee_fn
 
 
 def other_side(side: str) -> str:
@@ -722,6 +728,7 @@ def decide(
     now: datetime,
     last_analysed_at: datetime | None = None,
     fee_fn: FeeFn | None = None,
+    screened: bool = False,
 ) -> DecisionResult:
     """Decide whether to buy in this market, and say why in every case.
 
@@ -729,6 +736,10 @@ def decide(
     reduce-only) → candidate filter → forecast (missing, invalid, no skill, low confidence) →
     edge after fees at the ask for 1 contract vs the confidence tier's threshold → depth →
     size (fractional Kelly, caps) → risk checks on the order's cost → TRADED.
+
+    ``screened=True`` says the caller has just run ``candidate_filter`` on this view with this
+    portfolio, limits and clock, and it passed (the engine does, before paying for a forecast);
+    the filter is then not run twice.
     """
     fee_fn = _fee_fn(fee_fn)
     details: dict[str, Any] = _market_details(view, now)
@@ -743,9 +754,10 @@ def decide(
     if portfolio.trading_state != STATE_ACTIVE:  # halted, or anything unknown: fail closed
         return done(Reason.TRADING_HALTED)
 
-    skip = candidate_filter(view, portfolio, limits, now=now, last_analysed_at=last_analysed_at)
-    if skip is not None:
-        return done(skip)
+    if not screened:
+        skip = candidate_filter(view, portfolio, limits, now=now, last_analysed_at=last_analysed_at)
+        if skip is not None:
+            return done(skip)
 
     if forecast is None:
         return done(Reason.NO_FORECAST)

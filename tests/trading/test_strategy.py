@@ -515,6 +515,19 @@ def test_decide_candidate_filter_reasons():
     assert run(view=no_quotes).reason == Reason.SKIP_NO_QUOTE
 
 
+def test_decide_screened_by_the_caller_skips_only_the_candidate_filter():
+    # The engine runs candidate_filter itself before forecasting; decide does not repeat it.
+    low_volume = market(volume=D("10"))
+    assert run(view=low_volume).reason == Reason.SKIP_VOLUME
+    assert run(view=low_volume, screened=True).reason == Reason.TRADED
+    # The trading state and the forecast are still checked.
+    halted = portfolio(trading_state="halted")
+    assert run(pf=halted, screened=True).reason == Reason.TRADING_HALTED
+    assert run(fc=forecast(confidence="0.10"), screened=True).reason == Reason.LOW_CONFIDENCE
+    # Screened or not, a candidate that passes the filter gets the same decision.
+    assert run(screened=True) == run()
+
+
 def test_decide_forecast_reasons():
     result = decide(market(), None, portfolio(), LIMITS, now=NOW)
     assert result.reason == Reason.NO_FORECAST
