@@ -329,7 +329,7 @@ def decide_run(
         if result.reason == Reason.TRADED:
             portfolio = _portfolio_after(portfolio, result, quote)
         report.add(result.reason.value)
-    decisions_write(rows, mode=mode, run=run, now=now)
+    decisions_write(rows, mode=mode, run=run, now=now, durable=False)
     return report
 
 
@@ -344,21 +344,28 @@ class PlannedDecision:
 
 
 def decisions_write(
-    rows: list[PlannedDecision], *, mode: str, run: JobRun | None, now: datetime
+    rows: list[PlannedDecision],
+    *,
+    mode: str,
+    run: JobRun | None,
+    now: datetime,
+    durable: bool = True,
 ) -> list[int]:
     """Write forecasts, decisions and the order intents of traded ones, in one transaction.
 
     Returns the decisions' ids. The rows are written without building model instances (on
     PostgreSQL with COPY and ids reserved up front): the decisions need the forecasts' ids and
     the order intents need the decisions' (``client_order_id``), without a query per row.
+
+    ``durable=False`` (the decide cycle) lets PostgreSQL commit without waiting for the WAL to
+    reach the disk: nothing leaves the process on the strength of these rows. An order intent
+    is sent only after execute has committed it as SUBMITTING, synchronously, which flushes all
+    earlier WAL, this included; a database crash before that loses the cycle's decisions (the
+    next cycle decides again) and nothing else. An operator's action stays durable.
     """
     run_id = run.pk if run is not None else None
     with transaction.atomic():
-        if bulk.is_postgresql():
-            # This transaction need not wait for its WAL to reach the disk: nothing leaves the
-            # process on its strength. An order intent is sent only after execute has committed
-            # it as SUBMITTING, synchronously, which flushes all earlier WAL, this included; a
-            # crash before that loses the cycle's decisions and nothing else.
+        if not durable and bulk.is_postgresql():
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         forecast_ids = iter(bulk.insert_rows(Forecast, [r.forecast for r in rows if r.forecast]))

@@ -245,8 +245,11 @@ class FlattenTests(TestCase):
         position = Position.objects.get(status="open")
         market.yes_bid, market.no_bid = D("0.40"), D("0.58")
         market.save()
-        order = services.position_flatten(position=position)
+        with CaptureQueriesContext(connection) as flatten:
+            order = services.position_flatten(position=position)
         self.assertEqual((order.purpose, order.action, order.status), ("exit", "sell", "approved"))
+        # An operator's action is committed durably (decide's own write need not wait).
+        self.assertFalse(any("synchronous_commit" in q["sql"] for q in flatten.captured_queries))
         with self.assertRaises(ValueError):
             services.position_flatten(position=position)  # one open order at a time
         quotes.clock += timedelta(minutes=5)
@@ -377,6 +380,8 @@ class DecideQueryCountTests(TestCase):
                 mode="paper",
                 now=T0,
             )
+        async_commit = any("synchronous_commit" in q["sql"] for q in ctx.captured_queries)
+        self.assertEqual(async_commit, connection.vendor == "postgresql")
         self.assertEqual(Decision.objects.filter(market__ticker__startswith=prefix).count(), n)
         return len(ctx.captured_queries)
 
