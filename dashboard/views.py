@@ -22,8 +22,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDi
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from dashboard import forms, queries
@@ -101,7 +103,10 @@ def cached_page(*, heartbeat: bool = False, risk: bool = False) -> Callable:
                 live += [duration(hb["age"]), hb["stale"]]
             if risk:
                 live.append(state.risk_updated_at)
-            return page_response(request, tuple(live), lambda: view(request, *args, **kwargs))
+            response = page_response(request, tuple(live), lambda: view(request, *args, **kwargs))
+            # The operator's books are private and live: no browser or proxy keeps a copy.
+            add_never_cache_headers(response)
+            return response
 
         return wrapper
 
@@ -267,6 +272,7 @@ def positions(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@never_cache
 def position_detail(request: HttpRequest, pk: int) -> HttpResponse:
     state, now = _now(request)
     position = get_object_or_404(queries.positions_with_marks(now), pk=pk)

@@ -149,3 +149,18 @@ class LiveStateTests(TestCase):
         self.assertEqual(state.state, "active")
         self.assertIsNone(state.last_heartbeat)
         self.assertIsNone(state.risk_updated_at)
+
+
+@override_settings(TRADING_MODE="paper")
+class PrivatePagesTests(TestCase):
+    def test_no_browser_or_proxy_keeps_a_copy_of_a_page(self):
+        world = World()
+        client = Client()
+        client.force_login(make_operator())
+        for url in ("/", "/orders/", f"/positions/{world.focus_position.pk}/"):
+            for attempt in ("built", "from the page cache"):
+                with self.subTest(url=url, attempt=attempt):
+                    response = client.get(url)
+                    self.assertEqual(response.status_code, 200)
+                    self.assertIn("no-store", response["Cache-Control"])
+                    self.assertIn("private", response["Cache-Control"])
