@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
 from django.contrib import messages
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
@@ -73,8 +75,10 @@ def reset_generation_key() -> None:
 
 
 def forget_generation() -> None:
-    """Drop this thread's memo (tests that clear the cache call this)."""
+    """Drop this thread's memo and this process's recent pages (tests that clear the cache
+    call this)."""
     _memo.until = 0.0
+    _recent_pages.clear()
 
 
 def part_key(name: str, *params: object) -> str:
@@ -125,7 +129,9 @@ def page_response(
         "page", user.pk, user.get_username(), user.is_staff, request.get_full_path(), live
     )
     version = generation_key()
-    content = cache.get(key, version=version)  # the response's bytes, as sent
+    content = _recent_pages.get(key, version)  # the response's bytes, as sent
+    if content is None:
+        content = cache.get(key, version=version)
     if content is None:
         request.csrf_placeholder = True
         response = build()
@@ -133,7 +139,58 @@ def page_response(
             return _with_token(request, response)
         content = response.content
         cache.set(key, content, timeout=PART_TTL_SECONDS, version=version)
+    _recent_pages.put(key, version, content)
     return HttpResponse(content.replace(_PLACEHOLDER_BYTES, get_token(request).encode()))
+
+
+class _RecentPages:
+    """This process's most recently served pages, in front of the shared cache.
+
+    Keyed like the shared cache (the same key and generation), so it is exactly as fresh: a
+    reset, a new trading state or a new heartbeat makes a new key. It saves the round trip to
+    Redis on a page served again; entries live ``SECONDS`` at most, and the oldest go beyond
+    ``SIZE``. Off when the cache itself is this process's memory.
+    """
+
+    SIZE = 256
+    SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._pages: OrderedDict[tuple[str, int], tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def enabled() -> bool:
+        return not isinstance(caches["default"], LocMemCache)
+
+    def get(self, key: str, version: int) -> bytes | None:
+        if not self.enabled():
+            return None
+        with self._lock:
+            item = self._pages.get((key, version))
+            if item is None:
+                return None
+            if item[0] <= time.monotonic():
+                del self._pages[(key, version)]
+                return None
+            self._pages.move_to_end((key, version))
+            return item[1]
+
+    def put(self, key: str, version: int, content: bytes) -> None:
+        if not self.enabled():
+            return
+        with self._lock:
+            if (key, version) not in self._pages:
+                self._pages[(key, version)] = (time.monotonic() + self.SECONDS, content)
+            while len(self._pages) > self.SIZE:
+                self._pages.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pages.clear()
+
+
+_recent_pages = _RecentPages()
 
 
 def wants_placeholder(request: HttpRequest) -> bool:

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 
+from dashboard.cache import forget_generation
 from tests.dashboard.world import PASSWORD, World, make_operator, replay_world
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,6 +87,7 @@ def test_an_operator_works_the_dashboard_in_chromium(live_server, settings, monk
     # itself makes happen between browser steps, never concurrently with them.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     cache.clear()  # a shared cache (Redis) may hold parts rendered by earlier tests
+    forget_generation()  # and this process's recent pages
     replay_world(cycles=20)
     make_operator("desk")
     # More of every kind of row beside the engine's own, in the same books: scored

@@ -49,3 +49,43 @@ class CycleSignalTests(SimpleTestCase):
         cycle_finished.send(sender=None, mode="replay", summary="test")
         forget_generation()
         self.assertNotEqual(generation_key(), before)
+
+
+class RecentPagesTests(SimpleTestCase):
+    """The process-local tier in front of a shared cache (off with the local-memory cache)."""
+
+    def setUp(self):
+        from dashboard.cache import _RecentPages
+
+        self.pages = _RecentPages()
+        self.pages.enabled = lambda: True  # as with Redis or the file cache
+
+    def test_a_page_is_found_under_its_key_and_generation_only(self):
+        self.pages.put("k", 1, b"one")
+        self.assertEqual(self.pages.get("k", 1), b"one")
+        self.assertIsNone(self.pages.get("k", 2))  # a new generation
+        self.assertIsNone(self.pages.get("other", 1))
+
+    def test_entries_expire_and_the_oldest_go_first(self):
+        from unittest import mock
+
+        with mock.patch("dashboard.cache.time.monotonic", return_value=1000.0):
+            self.pages.put("old", 1, b"x")
+        with mock.patch("dashboard.cache.time.monotonic", return_value=1000.0 + 31):
+            self.assertIsNone(self.pages.get("old", 1))
+        self.pages.SIZE = 3
+        for n in range(5):
+            self.pages.put(f"p{n}", 1, b"x")
+        self.assertIsNone(self.pages.get("p0", 1))
+        self.assertIsNone(self.pages.get("p1", 1))
+        self.assertEqual(self.pages.get("p4", 1), b"x")
+
+    def test_it_is_off_when_the_cache_is_this_process_memory(self):
+        from dashboard.cache import _RecentPages
+
+        with self.settings(
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        ):
+            pages = _RecentPages()
+            pages.put("k", 1, b"x")
+            self.assertIsNone(pages.get("k", 1))

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.test import Client, TestCase, override_settings
 from django.urls import reverse
 
-from dashboard.cache import generation_key
+from dashboard.cache import forget_generation, generation_key
 from tests.dashboard.urls import POST_ONLY, all_urls
 from tests.dashboard.world import World, make_operator
 from trading.audit import ARM_CONFIRMATION
@@ -35,6 +35,7 @@ class ControlTests(TestCase):
 
     def setUp(self):
         cache.clear()
+        forget_generation()  # and this process's recent pages
         self.client.force_login(self.user)
 
     def post(self, name: str, data: dict | None = None, *args):

@@ -9,6 +9,7 @@ from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from dashboard.cache import forget_generation
 from tests.dashboard.urls import POST_ONLY, all_urls, dashboard_url_names
 from tests.dashboard.world import World, make_operator
 from trading.models import TradingState
@@ -51,6 +52,7 @@ class PageTests(TestCase):
 
     def setUp(self):
         cache.clear()
+        forget_generation()  # and this process's recent pages
         self.client.force_login(self.user)
 
     def test_every_page_renders_with_data(self):
@@ -136,6 +138,7 @@ class QueryCountTests(TestCase):
         result = {}
         for name, url in page_urls(world).items():
             cache.clear()  # a cold cache: every part is built
+            forget_generation()  # and this process's recent pages
             with CaptureQueriesContext(connection) as queries:
                 response = self.client.get(url)
             self.assertEqual(response.status_code, 200, url)
@@ -153,6 +156,7 @@ class QueryCountTests(TestCase):
         world = World().grow(3)
         url = reverse("dashboard:index")
         cache.clear()
+        forget_generation()  # and this process's recent pages
         with CaptureQueriesContext(connection) as cold:
             self.client.get(url)
         with CaptureQueriesContext(connection) as warm:
