@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import os
 import random
@@ -64,30 +63,9 @@ def ensure_database(url: str) -> None:
             print(f"created database {name}")
 
 
-def copy_rows(model, rows) -> int:
-    """COPY ``rows`` (dicts by attname; missing fields take the model default) into ``model``."""
-    from django.db import connection
-
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {f.attname: f.get_default() for f in fields}
-    json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    connection.ensure_connection()
-    count = 0
-    with connection.connection.cursor() as cursor:
-        with cursor.copy(f'COPY "{model._meta.db_table}" ({columns}) FROM STDIN') as copy:
-            for row in rows:
-                values = []
-                for f in fields:
-                    value = row.get(f.attname, defaults[f.attname])
-                    values.append(json.dumps(value) if f.attname in json_fields else value)
-                copy.write_row(values)
-                count += 1
-    return count
-
-
 def generate() -> None:
     """The large data set, in the paper books (the dashboard's default mode)."""
+    from markets.bulk import copy_dicts
     from markets.models import Event, Market, MarketSnapshot, Series
     from trading.models import (
         AccountSnapshot,
@@ -104,13 +82,13 @@ def generate() -> None:
     rng = random.Random(7)
     started = time.perf_counter()
     categories = ["Climate", "Economics", "Politics", "Sports", "Financials"]
-    copy_rows(
+    copy_dicts(
         Series, ({"ticker": f"{PREFIX}S{i}", "category": categories[i % 5]} for i in range(50))
     )
     series = list(
         Series.objects.filter(ticker__startswith=f"{PREFIX}S").values_list("id", flat=True)
     )
-    copy_rows(
+    copy_dicts(
         Event,
         (
             {
@@ -146,7 +124,7 @@ def generate() -> None:
             "result": ("yes" if i % 8 == 0 else "no") if settled else "",
         }
 
-    copy_rows(Market, (market(i) for i in range(N_MARKETS)))
+    copy_dicts(Market, (market(i) for i in range(N_MARKETS)))
     markets = list(
         Market.objects.filter(ticker__startswith=PREFIX).order_by("id").values_list("id", "result")
     )
@@ -167,10 +145,10 @@ def generate() -> None:
                     "volume": Decimal(k * 10),
                 }
 
-    copy_rows(MarketSnapshot, snapshots())
+    copy_dicts(MarketSnapshot, snapshots())
     print(f"  1,000,000 snapshots: {time.perf_counter() - started:.1f} s")
 
-    copy_rows(
+    copy_dicts(
         JobRun,
         (
             {
@@ -216,7 +194,7 @@ def generate() -> None:
                 )
             yield row
 
-    copy_rows(Forecast, forecasts())
+    copy_dicts(Forecast, forecasts())
     forecast_ids = list(
         Forecast.objects.filter(mode="paper").order_by("id").values_list("id", flat=True)
     )
@@ -242,7 +220,7 @@ def generate() -> None:
                 "decided_at": moment,
             }
 
-    copy_rows(Decision, decisions())
+    copy_dicts(Decision, decisions())
     traded = list(
         Decision.objects.filter(reason="traded", mode="paper")
         .order_by("id")
@@ -250,7 +228,7 @@ def generate() -> None:
     )
     print(f"  50,000 decisions and forecasts: {time.perf_counter() - started:.1f} s")
 
-    copy_rows(
+    copy_dicts(
         Order,
         (
             {
@@ -275,7 +253,7 @@ def generate() -> None:
         .order_by("id")
         .values_list("id", "market_id", "exchange_order_id")
     )
-    copy_rows(
+    copy_dicts(
         Fill,
         (
             {
@@ -316,8 +294,8 @@ def generate() -> None:
                 "strategy": ("directional", "scalping")[k % 2],
             }
         )
-    copy_rows(Position, position_rows)
-    copy_rows(
+    copy_dicts(Position, position_rows)
+    copy_dicts(
         Settlement,
         (
             {
@@ -330,7 +308,7 @@ def generate() -> None:
             for p in position_rows[::4]
         ),
     )
-    copy_rows(
+    copy_dicts(
         AccountSnapshot,
         (
             {

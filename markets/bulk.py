@@ -44,14 +44,8 @@ def ids_by_key(model: type[models.Model], field: str, keys: Sequence[Any]) -> di
     column = quote(meta.get_field(field).column)
     if is_postgresql():
         condition, param = f"{column} = ANY(%s)", list(keys)
-    elif connection.vendor == "sqlite":
+    else:  # SQLite
         condition, param = f"{column} IN (SELECT value FROM json_each(%s))", json.dumps(list(keys))
-    else:
-        found: dict[Any, int] = {}
-        for part in chunks(keys):
-            lookup = {f"{field}__in": part}
-            found.update(model._default_manager.filter(**lookup).values_list(field, "pk"))
-        return found
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {column}, {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
@@ -83,42 +77,81 @@ def insert_rows(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> li
     ``bulk_create``'s cost per row) and the number of queries does not grow with the rows:
     PostgreSQL reserves the keys from the identity sequence and streams the rows with one COPY;
     SQLite takes the keys after the table's highest and sends one ``executemany``. JSON columns
-    are encoded with the field's own encoder, as ``JSONField`` does.
+    are encoded with the field's own encoder, as ``JSONField`` does. A row with a column the
+    model lacks is refused before anything is written.
     """
     if not rows:
         return []
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = _value_fields(model)
     known = {f.attname for f in fields}
     for row in rows:
-        unknown = row.keys() - known
-        if unknown:
-            raise ValueError(f"{meta.label} has no column(s) {sorted(unknown)}")
-    if connection.vendor == "sqlite":
+        _refuse_unknown(model, row, known)
+    if not is_postgresql():  # SQLite
         return _insert_rows_sqlite(model, fields, rows)
-    if not is_postgresql():
-        objs = model._default_manager.bulk_create([model(**row) for row in rows])
-        return [obj.pk for obj in objs]
     ids = allocate_ids(model, len(rows))
+    _copy_dicts(model, fields, rows, ids)
+    return ids
+
+
+def copy_dicts(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
+    """COPY ``rows`` (as for ``insert_rows``) into the model's table, keys from its sequence,
+    streaming: for data sets too large to hold (PostgreSQL). Returns the number of rows."""
+    fields = _value_fields(model)
+    known = {f.attname for f in fields}
+
+    def checked() -> Iterator[dict[str, Any]]:
+        for row in rows:
+            _refuse_unknown(model, row, known)
+            yield row
+
+    return _copy_dicts(model, fields, checked(), None)
+
+
+def _value_fields(model: type[models.Model]) -> list[Any]:
+    return [f for f in model._meta.concrete_fields if not f.primary_key]
+
+
+def _refuse_unknown(model: type[models.Model], row: dict[str, Any], known: set[str]) -> None:
+    unknown = row.keys() - known
+    if unknown:
+        raise ValueError(f"{model._meta.label} has no column(s) {sorted(unknown)}")
+
+
+def _copy_dicts(
+    model: type[models.Model],
+    fields: list[Any],
+    rows: Iterable[dict[str, Any]],
+    ids: Sequence[int] | None,
+) -> int:
+    """One COPY of ``rows``; with ``ids`` the primary keys are given, else the sequence's."""
+    meta = model._meta
     # Each row over the defaults, then the columns in table order (C-speed itemgetter).
     defaults = {f.attname: f.get_default() for f in fields}
     columns = operator.itemgetter(*(f.attname for f in fields))
+    first = 0 if ids is None else 1  # the position of the first field's value in a row
     json_encoders = [
         (position, (f.encoder or json.JSONEncoder)())
-        for position, f in enumerate(fields, start=1)
+        for position, f in enumerate(fields, start=first)
         if isinstance(f, models.JSONField)
     ]  # encoding as JSONField.get_prep_value does: json.dumps(value, cls=encoder)
     quote = connection.ops.quote_name
-    cols = ", ".join(quote(c) for c in [meta.pk.column, *(f.column for f in fields)])
+    names = [f.column for f in fields]
+    if ids is not None:
+        names = [meta.pk.column, *names]
+    cols = ", ".join(quote(c) for c in names)
+    count = 0
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({cols}) FROM STDIN") as copy:
-            for pk, row in zip(ids, rows, strict=True):
-                values = [pk, *columns({**defaults, **row})]
+            for row in rows:
+                values = [*columns({**defaults, **row})]
+                if ids is not None:
+                    values = [ids[count], *values]
                 for position, encoder in json_encoders:
                     if values[position] is not None:
                         values[position] = encoder.encode(values[position])
                 copy.write_row(values)
-    return ids
+                count += 1
+    return count
 
 
 def _insert_rows_sqlite(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from unittest import skipUnless
 
+from django.db import connection
 from django.test import TestCase
 
 from markets import bulk
@@ -89,3 +91,21 @@ class IdsByKeyTests(TestCase):
     def test_no_keys_no_query(self):
         with self.assertNumQueries(0):
             self.assertEqual(bulk.ids_by_key(Market, "ticker", []), {})
+
+
+@skipUnless(connection.vendor == "postgresql", "COPY is PostgreSQL's")
+class CopyDictsTests(TestCase):
+    def test_it_streams_rows_with_keys_from_the_sequence(self):
+        market = make_market()
+        rows = (
+            {"market_id": market.pk, "forecaster": f"s{i}", "probability": Decimal("0.5")}
+            for i in range(3)
+        )
+        self.assertEqual(bulk.copy_dicts(Forecast, rows), 3)
+        self.assertEqual(
+            sorted(Forecast.objects.values_list("forecaster", flat=True)), ["s0", "s1", "s2"]
+        )
+
+    def test_an_unknown_column_stops_the_copy(self):
+        with self.assertRaisesMessage(ValueError, "no column(s) ['nope']"):
+            bulk.copy_dicts(Forecast, iter([{"nope": 1}]))
