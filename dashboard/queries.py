@@ -63,11 +63,6 @@ ZERO = Decimal(0)
 # --- Shared ---------------------------------------------------------------------------------
 
 
-def trading_state() -> TradingState:
-    """The kill-switch row, read live (never cached); an unsaved default when absent."""
-    return TradingState.objects.filter(pk=TradingState.SINGLETON_PK).first() or TradingState()
-
-
 def live_state(*, heartbeat: bool = False, risk: bool = False) -> TradingState:
     """The kill-switch row, read live, with what a page must also read live, in one query.
 
@@ -308,17 +303,22 @@ def market_filter_choices() -> dict[str, list[str]]:
     }
 
 
+def _exact(queryset: QuerySet, filters: dict[str, Any], *names: str) -> QuerySet:
+    """``queryset`` narrowed to each filter of ``names`` that is set (an exact match)."""
+    for name in names:
+        if filters.get(name):
+            queryset = queryset.filter(**{name: filters[name]})
+    return queryset
+
+
 def markets_page(filters: dict[str, Any], number: int, now: datetime) -> Page:
     queryset = Market.objects.select_related("event__series").order_by("close_time", "ticker")
     if filters.get("q"):
         q = filters["q"]
         queryset = queryset.filter(Q(ticker__icontains=q) | Q(title__icontains=q))
-    if filters.get("status"):
-        queryset = queryset.filter(status=filters["status"])
+    queryset = _exact(queryset, filters, "status", "category")
     if filters.get("series"):
         queryset = queryset.filter(event__series__ticker=filters["series"])
-    if filters.get("category"):
-        queryset = queryset.filter(category=filters["category"])
     if filters.get("closing"):
         queryset = queryset.filter(
             close_time__gt=now, close_time__lte=now + timedelta(hours=int(filters["closing"]))
@@ -359,14 +359,7 @@ def market_detail(market: Market) -> dict[str, Any]:
 
 def decisions_page(filters: dict[str, Any], number: int) -> Page:
     queryset = Decision.objects.select_related("market", "forecast").order_by("-created_at", "-id")
-    if filters.get("mode"):
-        queryset = queryset.filter(mode=filters["mode"])
-    if filters.get("reason"):
-        queryset = queryset.filter(reason=filters["reason"])
-    if filters.get("strategy"):
-        queryset = queryset.filter(strategy=filters["strategy"])
-    if filters.get("run"):
-        queryset = queryset.filter(run_id=filters["run"])
+    queryset = _exact(queryset, filters, "mode", "reason", "strategy", "run")
     if filters.get("day"):
         start, end = day_bounds(filters["day"])
         queryset = queryset.filter(created_at__gte=start, created_at__lt=end)
@@ -452,12 +445,7 @@ def position_detail(position: Position) -> dict[str, Any]:
 
 def positions_page(filters: dict[str, Any], number: int, now: datetime) -> Page:
     queryset = positions_with_marks(now).order_by("-opened_at", "-id")
-    if filters.get("mode"):
-        queryset = queryset.filter(mode=filters["mode"])
-    if filters.get("status"):
-        queryset = queryset.filter(status=filters["status"])
-    if filters.get("strategy"):
-        queryset = queryset.filter(strategy=filters["strategy"])
+    queryset = _exact(queryset, filters, "mode", "status", "strategy")
     if filters.get("q"):
         queryset = queryset.filter(market__ticker__icontains=filters["q"])
     page = paginate(queryset, number)
@@ -467,9 +455,7 @@ def positions_page(filters: dict[str, Any], number: int, now: datetime) -> Page:
 
 def orders_page(filters: dict[str, Any], number: int) -> Page:
     queryset = Order.objects.select_related("market").order_by("-created_at", "-id")
-    for name in ("mode", "status", "purpose", "side"):
-        if filters.get(name):
-            queryset = queryset.filter(**{name: filters[name]})
+    queryset = _exact(queryset, filters, "mode", "status", "purpose", "side")
     if filters.get("q"):
         queryset = queryset.filter(
             Q(market__ticker__icontains=filters["q"]) | Q(client_order_id__icontains=filters["q"])
@@ -479,9 +465,7 @@ def orders_page(filters: dict[str, Any], number: int) -> Page:
 
 def fills_page(filters: dict[str, Any], number: int) -> Page:
     queryset = Fill.objects.select_related("market", "order").order_by("-executed_at", "-id")
-    for name in ("mode", "side", "action"):
-        if filters.get(name):
-            queryset = queryset.filter(**{name: filters[name]})
+    queryset = _exact(queryset, filters, "mode", "side", "action")
     if filters.get("q"):
         queryset = queryset.filter(market__ticker__icontains=filters["q"])
     return paginate(queryset, number)

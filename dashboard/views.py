@@ -71,7 +71,7 @@ def _page_number(request: HttpRequest) -> int:
 def _state(request: HttpRequest) -> TradingState:
     """The trading state this request read live (``cached_page``), or a live read now."""
     state = getattr(request, "dashboard_state", None)
-    return state if state is not None else queries.trading_state()
+    return state if state is not None else queries.live_state()
 
 
 def _now(request: HttpRequest) -> tuple[TradingState, Any]:
