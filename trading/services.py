@@ -199,9 +199,6 @@ def market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.Mar
     )
 
 
-EDGE_QUANTUM = Decimal("0.000001")  # Decision.edge has 6 decimal places
-
-
 def client_order_id_for(mode: str, decision_id: int) -> str:
     """Deterministic: the same decision can never mint a second id (≤ 64 chars)."""
     return f"{CLIENT_ORDER_PREFIX}-{mode}-{decision_id}"
@@ -386,7 +383,9 @@ def decisions_write(
                     "action": row.action if traded else "",
                     "price": result.price,
                     "count": result.count if traded else None,
-                    "edge": result.edge.edge.quantize(EDGE_QUANTUM) if result.edge else None,
+                    "edge": result.edge.edge.quantize(strategy.RATIO_QUANTUM)
+                    if result.edge
+                    else None,
                     "details": result.details,
                 }
             )
