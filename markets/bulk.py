@@ -238,7 +238,3 @@ def _db_value(obj: models.Model, field: Any) -> Any:
     if isinstance(value, list | dict):
         return json.dumps(value)
     return value
-
-
-def concrete_field_names(model: type[models.Model], *, with_pk: bool) -> list[str]:
-    return [f.name for f in model._meta.concrete_fields if with_pk or not f.primary_key]

@@ -76,7 +76,7 @@ from django.db import models, transaction
 from django.utils import timezone as dj_timezone
 from tqdm import tqdm
 
-from markets.bulk import chunks
+from markets.bulk import chunks, ids_by_key
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO, MoneyError, parse_price
 
@@ -630,10 +630,7 @@ def _upsert(
         model._default_manager.bulk_update(
             to_update, [*field_names, "updated_at"], batch_size=BATCH_SIZE
         )
-    ids: dict[str, int] = {}
-    for chunk in chunks(keys):
-        ids.update(model._default_manager.filter(**{f"{key}__in": chunk}).values_list(key, "pk"))
-    return ids, Counts(len(desired), len(to_create), len(to_update))
+    return ids_by_key(model, key, keys), Counts(len(desired), len(to_create), len(to_update))
 
 
 def _write(data: RecordedData, progress: bool) -> LoadSummary:

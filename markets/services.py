@@ -16,7 +16,7 @@ A second sync of unchanged data updates no market (only new snapshots, at the ne
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,7 +27,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from markets import kalshi
-from markets.bulk import chunks, copy_rows, is_postgresql
+from markets.bulk import chunks, copy_rows, ids_by_key, is_postgresql
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO
 
@@ -90,13 +90,6 @@ class SyncSummary:
             f"{self.series_added} new series, {self.events_added} new events "
             f"({self.seconds:.1f}s)"
         )
-
-
-def _ids(model: Any, field: str, keys: Iterable[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for chunk in chunks(list(keys)):
-        found.update(model.objects.filter(**{f"{field}__in": chunk}).values_list(field, "id"))
-    return found
 
 
 def _series_ticker(event_ticker: str) -> str:
@@ -230,7 +223,7 @@ def market_sync(
 def _ensure_events(markets: list[kalshi.Market], now: datetime) -> tuple[int, int, dict[str, int]]:
     event_tickers = sorted({m.event_ticker for m in markets})
     series_tickers = sorted({_series_ticker(t) for t in event_tickers})
-    series_ids = _ids(Series, "ticker", series_tickers)
+    series_ids = ids_by_key(Series, "ticker", series_tickers)
     new_series = [
         Series(ticker=t[:64], created_at=now, updated_at=now)
         for t in series_tickers
@@ -238,8 +231,8 @@ def _ensure_events(markets: list[kalshi.Market], now: datetime) -> tuple[int, in
     ]
     Series.objects.bulk_create(new_series, batch_size=BATCH_SIZE, ignore_conflicts=True)
     if new_series:
-        series_ids = _ids(Series, "ticker", series_tickers)
-    event_ids = _ids(Event, "event_ticker", event_tickers)
+        series_ids = ids_by_key(Series, "ticker", series_tickers)
+    event_ids = ids_by_key(Event, "event_ticker", event_tickers)
     new_events = [
         Event(
             event_ticker=t[:96],
@@ -253,7 +246,7 @@ def _ensure_events(markets: list[kalshi.Market], now: datetime) -> tuple[int, in
     ]
     Event.objects.bulk_create(new_events, batch_size=BATCH_SIZE, ignore_conflicts=True)
     if new_events:
-        event_ids = _ids(Event, "event_ticker", event_tickers)
+        event_ids = ids_by_key(Event, "event_ticker", event_tickers)
     return len(new_series), len(new_events), event_ids
 
 
@@ -303,7 +296,7 @@ def _upsert_markets(
         )
     ids = {ticker: row["id"] for ticker, row in stored.items()}
     if added:
-        ids = _ids(Market, "ticker", tickers)
+        ids = ids_by_key(Market, "ticker", tickers)
     return added, updated, len(markets) - added - updated, ids
 
 
