@@ -4,7 +4,8 @@ Django's ``bulk_create`` converts every value through the ORM and sends one larg
 COPY streams the rows, which is several times faster (../shared/PERFORMANCE-LIMITS.md).
 Constraints still apply: rows land in the real table (directly, or from a staging table with
 one ``INSERT … ON CONFLICT``). ``copy_rows`` callers keep ``bulk_create`` for SQLite;
-``insert_rows`` serves both.
+``insert_rows`` and ``ids_by_key`` (keys to ids in one query) serve both databases the project
+runs on, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
