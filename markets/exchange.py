@@ -18,6 +18,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from markets.fees import DEFAULT_FEES, FeeSchedule
+
 
 class ExchangeError(Exception):
     """Any failure talking to an exchange.
@@ -99,6 +101,7 @@ class MarketQuote:
     no_ask_depth: Decimal | None = None
     result: str = ""
     observed_at: datetime | None = None
+    fees: FeeSchedule = DEFAULT_FEES
 
     @property
     def no_bid(self) -> Decimal | None:
@@ -128,6 +131,9 @@ class OrderRequest:
     time_in_force: str = "good_till_canceled"
     max_cost: Decimal | None = None
     reduce_only: bool = False
+    # Good-till-canceled orders may carry an expiry (Kalshi V2 ``expiration_time``, Unix s).
+    expiration_time: datetime | None = None
+    post_only: bool = False
 
     @property
     def book_side(self) -> str:

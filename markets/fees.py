@@ -14,12 +14,81 @@ truth that gets booked; these functions predict it (pre-trade edge, paper tradin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from markets.money import CENT, ONE, PRICE_QUANTUM, ZERO, MoneyError
 
 TAKER_RATE = Decimal("0.07")
 MAKER_RATE = Decimal("0.0175")
+
+# Kalshi's series ``fee_type`` values (openapi ``FeeType``) and the maker share of the taker
+# rate each charges. ``flat`` is handled separately (see ``order_fee``).
+QUADRATIC = "quadratic"
+QUADRATIC_WITH_MAKER_FEES = "quadratic_with_maker_fees"
+QUADRATIC_WITH_COMBO_MAKER_FEES = "quadratic_with_combo_maker_fees"
+FLAT = "flat"
+FEE_TYPES = (QUADRATIC, QUADRATIC_WITH_MAKER_FEES, QUADRATIC_WITH_COMBO_MAKER_FEES, FLAT)
+_MAKER_SHARE = {
+    QUADRATIC: ZERO,
+    QUADRATIC_WITH_MAKER_FEES: Decimal("0.25"),
+    QUADRATIC_WITH_COMBO_MAKER_FEES: Decimal("0.5"),
+}
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """How one market's trades are charged: its series' ``fee_type`` and ``fee_multiplier``
+    (or the event's overrides) and the market's fee waiver, if any."""
+
+    fee_type: str = QUADRATIC
+    multiplier: Decimal = ONE
+    waived_until: datetime | None = None
+
+    def rate(self, *, maker: bool) -> Decimal:
+        """The rate ``r`` of ``r × C × P × (1 − P)`` for a taker or a maker fill."""
+        if self.fee_type not in _MAKER_SHARE:
+            raise MoneyError(f"fee: no quadratic rate for fee type {self.fee_type!r}")
+        share = _MAKER_SHARE[self.fee_type] if maker else ONE
+        return TAKER_RATE * share * self.multiplier
+
+
+DEFAULT_FEES = FeeSchedule()
+
+
+def order_fee(
+    count: Decimal,
+    price: Decimal,
+    *,
+    fees: FeeSchedule = DEFAULT_FEES,
+    maker: bool = False,
+    at: datetime | None = None,
+) -> Decimal:
+    """The fee of one order that has filled ``count`` contracts at ``price`` (per-order
+    rounding: the order's accumulated fee, rounded up to the cent). Zero while waived."""
+    if fees.waived_until is not None and at is not None and at < fees.waived_until:
+        _check(count, price)
+        return ZERO
+    return trading_fee(count, price, fees.rate(maker=maker))
+
+
+def fill_fee(
+    prev_count: Decimal,
+    new_count: Decimal,
+    price: Decimal,
+    *,
+    fees: FeeSchedule = DEFAULT_FEES,
+    maker: bool = False,
+    at: datetime | None = None,
+) -> Decimal:
+    """The fee of one fill taking an order's filled count from ``prev_count`` to ``new_count``:
+    the growth of the order's fee, so the fills of one order add up to its single-fill fee."""
+    if new_count < prev_count:
+        raise MoneyError(f"fee: filled count went down ({prev_count} -> {new_count})")
+    return order_fee(new_count, price, fees=fees, maker=maker, at=at) - order_fee(
+        prev_count, price, fees=fees, maker=maker, at=at
+    )
 
 
 def _check(count: Decimal, price: Decimal) -> None:

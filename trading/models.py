@@ -579,8 +579,10 @@ class Order(models.Model):
         EXPIRED = "expired", "Expired"
 
     class Purpose(models.TextChoices):
-        OPEN = "open", "Open"
+        OPEN = "open", "Entry"
         EXIT = "exit", "Exit"
+        FLATTEN = "flatten", "Flatten"
+        QUOTE = "quote", "Quote"
 
     class TimeInForce(models.TextChoices):
         GTC = "good_till_canceled", "Good till canceled"
