@@ -95,7 +95,7 @@ class MarketQuote:
     yes_bid: Decimal | None
     yes_ask: Decimal | None
     last_price: Decimal | None = None
-    volume: Decimal = Decimal(0)
+    volume: Decimal | None = None  # None: unknown (recorded data), which is not zero
     category: str = ""
     yes_ask_depth: Decimal | None = None
     no_ask_depth: Decimal | None = None

@@ -43,7 +43,7 @@ from markets.exchange import (
     OrderRejected,
     OrderRequest,
 )
-from markets.fees import taker_fee
+from markets.fees import DEFAULT_FEES, FeeSchedule, order_fee, schedule_for, stored_fee_schedules
 from markets.money import ZERO
 
 _CATEGORY_CHUNK = 500  # tickers per IN (...) query: well under SQLite's variable limit
@@ -64,19 +64,63 @@ def categories_for(tickers: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def fee_schedules_for(markets: Iterable[kalshi.Market]) -> dict[str, FeeSchedule]:
+    """Each live market's fee schedule: the stored fees of its event and series (market sync
+    reads them from Kalshi) with the market's own, fresh ``fee_waiver_expiration_time``. A
+    market whose event and series were never synced prices as the default quadratic."""
+    from markets.models import Event, Series
+
+    markets = list(markets)
+    events = {m.event_ticker for m in markets}
+    stored: dict[str, tuple] = {}
+    for start in range(0, len(events), _CATEGORY_CHUNK):
+        chunk = sorted(events)[start : start + _CATEGORY_CHUNK]
+        for ticker, *values in Event.objects.filter(event_ticker__in=chunk).values_list(
+            "event_ticker",
+            "series__fee_type",
+            "series__fee_multiplier",
+            "fee_type_override",
+            "fee_multiplier_override",
+        ):
+            stored[ticker] = tuple(values)
+    series_of = {t: t.split("-", 1)[0] for t in events - stored.keys()}
+    if series_of:
+        for ticker, fee_type, multiplier in Series.objects.filter(
+            ticker__in=sorted(set(series_of.values()))
+        ).values_list("ticker", "fee_type", "fee_multiplier"):
+            for event, series in series_of.items():
+                if series == ticker:
+                    stored[event] = (fee_type, multiplier, None, None)
+    found = {}
+    for m in markets:
+        fee_type, multiplier, type_override, multiplier_override = stored.get(
+            m.event_ticker, (None, None, None, None)
+        )
+        found[m.ticker] = schedule_for(
+            fee_type=fee_type,
+            multiplier=multiplier,
+            fee_type_override=type_override,
+            multiplier_override=multiplier_override,
+            waived_until=m.fee_waiver_expiration_time,
+        )
+    return found
+
+
 def quote_from_market(
     market: kalshi.Market,
     *,
     category: str = "",
     book: kalshi.OrderBook | None = None,
     observed_at: datetime | None = None,
+    fees: FeeSchedule | None = None,
 ) -> MarketQuote:
     """A ``MarketQuote`` from the client's market (and, when given, its order book).
 
     With a book, the top of book and the depth at the best ask come from it: a YES ask is a NO
     bid at 1 − p, so the YES ask depth is the size of the best NO bid level and the NO ask depth
     the size of the best YES bid level. Without one, the market's ``yes_ask_size`` /
-    ``yes_bid_size`` give the same two depths.
+    ``yes_bid_size`` give the same two depths. ``fees`` is the market's schedule
+    (``fee_schedules_for``); without it, the default schedule with the market's own waiver.
     """
     if book is not None:
         yes_bid, yes_ask = book.best_yes_bid, book.best_yes_ask
@@ -100,6 +144,10 @@ def quote_from_market(
         no_ask_depth=no_ask_depth,
         result=market.result,
         observed_at=observed_at,
+        fees=fees
+        or schedule_for(
+            fee_type=None, multiplier=None, waived_until=market.fee_waiver_expiration_time
+        ),
     )
 
 
@@ -156,9 +204,12 @@ class KalshiExchange:
     def open_markets(self) -> list[MarketQuote]:
         markets = [m for m in self.client.iter_markets(status="open") if m.status == "active"]
         categories = categories_for(m.ticker for m in markets)
+        fees = fee_schedules_for(markets)
         observed = self.now()
         return [
-            quote_from_market(m, category=categories.get(m.ticker, ""), observed_at=observed)
+            quote_from_market(
+                m, category=categories.get(m.ticker, ""), observed_at=observed, fees=fees[m.ticker]
+            )
             for m in markets
         ]
 
@@ -166,14 +217,20 @@ class KalshiExchange:
         market = self.client.get_market(ticker)
         book = self.client.get_orderbook(ticker)
         category = categories_for([ticker]).get(ticker, "")
-        return quote_from_market(market, category=category, book=book, observed_at=self.now())
+        fees = fee_schedules_for([market])[ticker]
+        return quote_from_market(
+            market, category=category, book=book, observed_at=self.now(), fees=fees
+        )
 
     # -- orders ----------------------------------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> ExchangeOrder:
         buy_max_cost = None
         if request.max_cost is not None and not request.reduce_only:
-            buy_max_cost = request.max_cost - taker_fee(request.count, request.side_price)
+            # max_cost holds the market's taker fee (strategy); take off the same fee.
+            fees = stored_fee_schedules([request.ticker]).get(request.ticker, DEFAULT_FEES)
+            fee = order_fee(request.count, request.side_price, fees=fees, at=self.now())
+            buy_max_cost = request.max_cost - fee
         try:
             wire = kalshi.OrderRequest(
                 ticker=request.ticker,

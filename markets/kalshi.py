@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +41,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from markets.fees import FEE_TYPES
 from markets.money import (
     ONE,
     ZERO,
@@ -72,6 +73,7 @@ SETTLEMENT_RESULTS = (
     "void",
 )  # "void" is documented for settlements, not in the spec enum
 CANDLE_INTERVALS = (1, 60, 1440)
+FEE_MULTIPLIER_QUANTUM = Decimal("0.000001")  # what Series.fee_multiplier stores
 
 
 # --- Errors ------------------------------------------------------------------------------------
@@ -358,6 +360,28 @@ class _Fields:
             raise self.fail(name, f"expected a number, got {_kind(value)}")
         return Decimal(value)
 
+    def fee_type(self, name: str, *, optional: bool = False) -> str | None:
+        """A series ``FeeType`` (or an event's override); an unknown one names itself."""
+        value = self.text(name, optional=optional)
+        if value is not None and value not in FEE_TYPES:
+            raise self.fail(name, f"unknown fee type {value!r} (known: {', '.join(FEE_TYPES)})")
+        return value
+
+    def fee_multiplier(self, name: str, *, optional: bool = False) -> Decimal | None:
+        """A fee multiplier: a JSON number (a double in the spec) taken exactly from its text
+        (``str()`` of a float is its shortest repr), finite, >= 0, at most 6 decimals."""
+        value = self.raw(name, optional)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise self.fail(name, f"expected a number, got {_kind(value)}")
+        exact = Decimal(str(value))
+        if not exact.is_finite() or exact < ZERO:
+            raise self.fail(name, f"{value!r} is not a finite number >= 0")
+        if exact != exact.quantize(FEE_MULTIPLIER_QUANTUM, rounding=ROUND_FLOOR):
+            raise self.fail(name, f"{value!r} has more than 6 decimal places")
+        return exact
+
     def _money(self, name: str, optional: bool, parse: Callable[[Any, str], Decimal]) -> Any:
         value = self.text(name, optional=optional)
         if value is None:
@@ -498,6 +522,7 @@ class Market:
     cap_strike: Decimal | None = None
     functional_strike: str | None = None
     exchange_index: int | None = None
+    fee_waiver_expiration_time: datetime | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> Market:
@@ -550,6 +575,7 @@ class Market:
             cap_strike=f.number("cap_strike", optional=True),
             functional_strike=f.text("functional_strike", optional=True),
             exchange_index=f.integer("exchange_index", optional=True),
+            fee_waiver_expiration_time=f.time("fee_waiver_expiration_time", optional=True),
         )
 
     def is_valid_price(self, price: Decimal) -> bool:
@@ -576,6 +602,8 @@ class Event:
     strike_period: str | None = None
     last_updated_ts: datetime | None = None
     markets: tuple[Market, ...] = ()
+    fee_type_override: str | None = None  # None: no override (the series' fee applies)
+    fee_multiplier_override: Decimal | None = None
 
     @classmethod
     def from_json(cls, data: Any, markets: Sequence[Any] | None = None) -> Event:
@@ -593,6 +621,37 @@ class Event:
             strike_period=f.text("strike_period", optional=True),
             last_updated_ts=f.time("last_updated_ts", optional=True),
             markets=tuple(Market.from_json(m) for m in nested),
+            fee_type_override=f.fee_type("fee_type_override", optional=True),
+            fee_multiplier_override=f.fee_multiplier("fee_multiplier_override", optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class Series:
+    """A series and its fee structure (``fee_type``, ``fee_multiplier``; see markets.fees)."""
+
+    ticker: str
+    title: str
+    category: str
+    frequency: str
+    fee_type: str
+    fee_multiplier: Decimal
+    last_updated_ts: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Series:
+        f = _Fields("Series", data)
+        fee_type = f.fee_type("fee_type")
+        multiplier = f.fee_multiplier("fee_multiplier")
+        assert fee_type is not None and multiplier is not None
+        return cls(
+            ticker=f.nonempty("ticker"),
+            title=f.text("title"),
+            category=f.text("category"),
+            frequency=f.text("frequency"),
+            fee_type=fee_type,
+            fee_multiplier=multiplier,
+            last_updated_ts=f.time("last_updated_ts", optional=True),
         )
 
 
@@ -1402,6 +1461,11 @@ class KalshiClient:
 
     def get_events(self, **filters: Any) -> list[Event]:
         return list(self.iter_events(**filters))
+
+    def get_series(self, series_ticker: str) -> Series:
+        """One series with its fee structure (``GET /series/{series_ticker}``)."""
+        body = self._get(f"/series/{quote(series_ticker, safe='')}")
+        return Series.from_json(_Fields("GetSeriesResponse", body).raw("series", False))
 
     def get_event(self, event_ticker: str, *, with_nested_markets: bool = True) -> Event:
         body = self._get(

@@ -31,6 +31,11 @@ class Series(models.Model):
     title = models.CharField(max_length=255, blank=True)
     category = models.CharField(max_length=64, blank=True, db_index=True)
     frequency = models.CharField(max_length=32, blank=True)
+    # Kalshi's fee structure for the series (markets.fees): "" / NULL = not known (never
+    # fetched, or recorded data), which prices as the default quadratic schedule.
+    fee_type = models.CharField(max_length=48, blank=True, default="")
+    fee_multiplier = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    fees_synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -50,6 +55,11 @@ class Event(models.Model):
     category = models.CharField(max_length=64, blank=True, db_index=True)
     mutually_exclusive = models.BooleanField(default=False)
     strike_date = models.DateTimeField(null=True, blank=True)
+    # The event's fee override (each, when set, wins over the series' field).
+    fee_type_override = models.CharField(max_length=48, blank=True, default="")
+    fee_multiplier_override = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.KALSHI)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -144,6 +154,8 @@ class Market(models.Model):
     floor_strike = models.DecimalField(max_digits=15, decimal_places=4, null=True, blank=True)
     cap_strike = models.DecimalField(max_digits=15, decimal_places=4, null=True, blank=True)
     can_close_early = models.BooleanField(default=False)
+    # No trading fee before this time (Kalshi's ``fee_waiver_expiration_time``).
+    fee_waiver_expiration_time = models.DateTimeField(null=True, blank=True)
 
     # The market's result, once known.
     result = models.CharField(max_length=8, choices=Result.choices, default="", blank=True)
@@ -179,6 +191,19 @@ class Market(models.Model):
 
     def __str__(self) -> str:
         return self.ticker
+
+    def fee_schedule(self):  # -> markets.fees.FeeSchedule
+        """This market's fee schedule (reads its event and series: select_related them)."""
+        from markets.fees import schedule_for
+
+        event, series = self.event, self.event.series
+        return schedule_for(
+            fee_type=series.fee_type,
+            multiplier=series.fee_multiplier,
+            fee_type_override=event.fee_type_override,
+            multiplier_override=event.fee_multiplier_override,
+            waived_until=self.fee_waiver_expiration_time,
+        )
 
     @property
     def is_settled(self) -> bool:

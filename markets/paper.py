@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from markets import kalshi
 from markets.exchange import MarketQuote
-from markets.exchange_kalshi import categories_for, quote_from_market
+from markets.exchange_kalshi import categories_for, fee_schedules_for, quote_from_market
 from markets.simulator import MarketOutcome
 
 _SETTLED_RESULTS = ("yes", "no", "void", "scalar")
@@ -36,9 +36,15 @@ class PaperQuotes:
         if self._open is None:
             markets = [m for m in self.client.iter_markets(status="open") if m.status == "active"]
             categories = categories_for(m.ticker for m in markets)
+            fees = fee_schedules_for(markets)
             observed = self.now()
             self._open = [
-                quote_from_market(m, category=categories.get(m.ticker, ""), observed_at=observed)
+                quote_from_market(
+                    m,
+                    category=categories.get(m.ticker, ""),
+                    observed_at=observed,
+                    fees=fees[m.ticker],
+                )
                 for m in markets
             ]
         return list(self._open)
@@ -54,7 +60,10 @@ class PaperQuotes:
             return None
         book = self.client.get_orderbook(ticker)
         category = categories_for([ticker]).get(ticker, "")
-        return quote_from_market(market, category=category, book=book, observed_at=self.now())
+        fees = fee_schedules_for([market])[market.ticker]
+        return quote_from_market(
+            market, category=category, book=book, observed_at=self.now(), fees=fees
+        )
 
     def outcomes(self, tickers: list[str]) -> dict[str, MarketOutcome]:
         """Results Kalshi has published for these tickers (absent = not settled yet)."""

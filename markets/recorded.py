@@ -36,6 +36,10 @@ What each market gets (all markets are daily-high-temperature markets, one event
   otherwise ``closed``. Results come only from the data, never guessed (SOURCE.md's rules):
   the settlement csv for the candles, the final quote for market_logs, the ``result`` column for
   juliettemorrell. ``settled_time`` stays NULL (not recorded).
+- Fees: the recorded data has no fee fields (no series ``fee_type``/``fee_multiplier``, no
+  event override, no waiver), so every recorded series is stored with Kalshi's default
+  schedule, ``quadratic`` × 1 (``RECORDED_FEES``), and events without an override. That is an
+  assumption: the real KXHIGH series may have been charged differently.
 - The market row's own quote fields stay NULL: quotes over time live in ``MarketSnapshot`` so
   that a replay reading "as of t" never sees a later price.
 
@@ -77,6 +81,7 @@ from django.utils import timezone as dj_timezone
 from tqdm import tqdm
 
 from markets.bulk import chunks, ids_by_key
+from markets.fees import DEFAULT_FEES
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO, MoneyError, parse_price
 
@@ -633,6 +638,10 @@ def _upsert(
     return ids_by_key(model, key, keys), Counts(len(desired), len(to_create), len(to_update))
 
 
+# Recorded data carries no fees: the default quadratic schedule (module doc).
+RECORDED_FEES = DEFAULT_FEES
+
+
 def _write(data: RecordedData, progress: bool) -> LoadSummary:
     specs = sorted(data.markets.values(), key=lambda s: s.ticker)
     series_ids, series_counts = _upsert(
@@ -643,6 +652,8 @@ def _write(data: RecordedData, progress: bool) -> LoadSummary:
                 "title": f"Highest temperature in {SERIES[s].name}",
                 "category": CATEGORY,
                 "frequency": "daily",
+                "fee_type": RECORDED_FEES.fee_type,
+                "fee_multiplier": RECORDED_FEES.multiplier,
             }
             for s in sorted({spec.series for spec in specs})
         },

@@ -11,14 +11,25 @@ with set-based queries only (a bounded number of queries per 500-1000 markets, n
   running again with the same ``now`` adds nothing).
 
 A second sync of unchanged data updates no market (only new snapshots, at the new time).
+
+Fees (markets.fees). Each market's ``fee_waiver_expiration_time`` is a synced field. After the
+markets are stored, the fee structure of every series they belong to whose fees are unknown or
+older than ``FEES_MAX_AGE`` is fetched: ``GET /series/{ticker}`` (``fee_type``,
+``fee_multiplier``) and ``GET /events?series_ticker=…&status=open`` (each open event's
+``fee_type_override`` / ``fee_multiplier_override``; an event listed without them has its
+override cleared). So a first sync of all open markets costs two extra requests (or more
+pages) per series, later syncs almost none. A series whose reply cannot be read (an unknown
+fee type, a 404, a network failure) is logged, counted in ``fee_errors`` and tried again on the
+next sync; its previous fees stay, and a series never read prices as the default quadratic.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +42,10 @@ from markets.bulk import chunks, copy_rows, ids_by_key, is_postgresql
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO
 
+logger = logging.getLogger(__name__)
+
 BATCH_SIZE = 1000
+FEES_MAX_AGE = timedelta(hours=6)  # series fees older than this are fetched again
 
 # Fields copied from Kalshi and compared to decide whether a stored market changed.
 SYNCED_FIELDS = (
@@ -66,6 +80,7 @@ SYNCED_FIELDS = (
     "result",
     "settlement_value",
     "settled_time",
+    "fee_waiver_expiration_time",
 )
 # Written on upsert (the ForeignKey is written through its attname).
 _UPSERT_FIELDS = [name.removesuffix("_id") for name in SYNCED_FIELDS] + ["source", "updated_at"]
@@ -82,12 +97,16 @@ class SyncSummary:
     series_added: int
     events_added: int
     seconds: float
+    fees_refreshed: int = 0
+    fee_errors: int = 0
 
     def summary(self) -> str:
+        failed = f", {self.fee_errors} failed" if self.fee_errors else ""
         return (
             f"Synced {self.seen} markets at {self.ts:%Y-%m-%d %H:%M:%S}Z: {self.added} added, "
             f"{self.updated} updated, {self.unchanged} unchanged, {self.snapshotted} snapshots; "
-            f"{self.series_added} new series, {self.events_added} new events "
+            f"{self.series_added} new series, {self.events_added} new events; "
+            f"fees of {self.fees_refreshed} series read{failed} "
             f"({self.seconds:.1f}s)"
         )
 
@@ -150,6 +169,7 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         if settlement is not None and ZERO <= settlement <= ONE
         else None,
         "settled_time": m.settlement_ts,
+        "fee_waiver_expiration_time": m.fee_waiver_expiration_time,
     }
 
 
@@ -207,6 +227,7 @@ def market_sync(
         series_added, events_added, event_ids = _ensure_events(markets, now)
         added, updated, unchanged, market_ids = _upsert_markets(markets, event_ids, now)
         snapshotted = _snapshot(markets, market_ids, now)
+    fees_refreshed, fee_errors = _refresh_fees(client, markets, now)
     return SyncSummary(
         ts=now,
         seen=len(markets),
@@ -217,6 +238,8 @@ def market_sync(
         series_added=series_added,
         events_added=events_added,
         seconds=time.monotonic() - started,
+        fees_refreshed=fees_refreshed,
+        fee_errors=fee_errors,
     )
 
 
@@ -248,6 +271,58 @@ def _ensure_events(markets: list[kalshi.Market], now: datetime) -> tuple[int, in
     if new_events:
         event_ids = ids_by_key(Event, "event_ticker", event_tickers)
     return len(new_series), len(new_events), event_ids
+
+
+def _refresh_fees(
+    client: kalshi.KalshiClient, markets: list[kalshi.Market], now: datetime
+) -> tuple[int, int]:
+    """Read the fees of the markets' series that are unknown or stale (module doc); returns
+    (series read, series that failed). A few set-based queries whatever the number of series."""
+    wanted = sorted({_series_ticker(m.event_ticker) for m in markets})
+    stale: dict[str, int] = {}
+    for chunk in chunks(wanted):
+        for pk, ticker, synced in Series.objects.filter(ticker__in=chunk).values_list(
+            "id", "ticker", "fees_synced_at"
+        ):
+            if synced is None or now - synced >= FEES_MAX_AGE:
+                stale[ticker] = pk
+    by_fees: dict[tuple[str, Decimal], list[int]] = {}  # one UPDATE per distinct fee structure
+    overrides: dict[str, tuple[str, Decimal | None]] = {}
+    errors = 0
+    for ticker, pk in stale.items():
+        try:
+            series = client.get_series(ticker)
+            events = list(client.iter_events(series_ticker=ticker, status="open"))
+        except kalshi.KalshiError as exc:
+            errors += 1
+            logger.warning("fees of series %s not read: %s", ticker, exc.message)
+            continue
+        by_fees.setdefault((series.fee_type, series.fee_multiplier), []).append(pk)
+        for event in events:
+            overrides[event.event_ticker] = (
+                event.fee_type_override or "",
+                event.fee_multiplier_override,
+            )
+    for (fee_type, multiplier), pks in by_fees.items():
+        for chunk in chunks(pks):
+            Series.objects.filter(pk__in=chunk).update(
+                fee_type=fee_type, fee_multiplier=multiplier, fees_synced_at=now
+            )
+    changed: list[Event] = []
+    for chunk in chunks(sorted(overrides)):
+        for pk, ticker, *stored in Event.objects.filter(event_ticker__in=chunk).values_list(
+            "id", "event_ticker", "fee_type_override", "fee_multiplier_override"
+        ):
+            fee_type, multiplier = overrides[ticker]
+            if tuple(stored) != (fee_type, multiplier):
+                changed.append(
+                    Event(pk=pk, fee_type_override=fee_type, fee_multiplier_override=multiplier)
+                )
+    if changed:
+        Event.objects.bulk_update(
+            changed, ["fee_type_override", "fee_multiplier_override"], batch_size=BATCH_SIZE
+        )
+    return sum(len(pks) for pks in by_fees.values()), errors
 
 
 def _upsert_markets(

@@ -44,7 +44,7 @@ from markets.exchange import (
     OrderRejected,
     OrderRequest,
 )
-from markets.fees import taker_fee
+from markets.fees import MARKET_FEE_COLUMNS, schedule_from_values, taker_fee
 from markets.models import (
     Market,
     MarketSnapshot,
@@ -123,11 +123,12 @@ class ReplayQuotes:
                 "s_bid",
                 "s_ask",
                 "s_last",
+                *MARKET_FEE_COLUMNS,
             )
             .order_by("ticker")
         )
         quotes = []
-        for ticker, event_ticker, close_time, category, ts, bid, ask, last in rows:
+        for ticker, event_ticker, close_time, category, ts, bid, ask, last, *fees in rows:
             if bid is None and ask is None and last is not None:
                 bid, ask = spread_around(last)
             quotes.append(
@@ -139,11 +140,12 @@ class ReplayQuotes:
                     yes_bid=bid,
                     yes_ask=ask,
                     last_price=last,
-                    volume=ZERO,
+                    volume=None,  # recorded snapshots carry no volume: unknown, not zero
                     category=category,
                     yes_ask_depth=self.depth if ask is not None else ZERO,
                     no_ask_depth=self.depth if bid is not None else ZERO,
                     observed_at=ts,
+                    fees=schedule_from_values(*fees),
                 )
             )
         return quotes
@@ -408,6 +410,9 @@ class SimulatedExchange:
                 yes_count=yes_count,
                 no_count=no_count,
                 revenue=revenue,
+                # Kalshi's fee_cost: the trade fees already paid on the position's fills
+                # (informational; settling charges no fee).
+                fee=position.fees_paid,
                 settled_at=outcome.settled_at,
             )
             SimAccount.objects.filter(pk=account.pk).update(cash=F("cash") + revenue)

@@ -259,6 +259,7 @@ class FakeKalshi:
         self.trading_active = True
         self.max_page_size: int | None = None  # force small pages regardless of ``limit``
 
+        self.series: dict[str, dict[str, Any]] = {}  # served as set; others as quadratic x1
         self.events: dict[str, dict[str, Any]] = {}
         self.markets: dict[str, dict[str, Any]] = {}
         self.books: dict[
@@ -285,6 +286,7 @@ class FakeKalshi:
             ("GET", "/exchange/status", self._get_exchange_status),
             ("GET", "/events", self._get_events),
             ("GET", "/events/{event_ticker}", self._get_event),
+            ("GET", "/series/{series_ticker}", self._get_series),
             ("GET", "/markets", self._get_markets),
             ("GET", "/markets/trades", self._get_trades),
             ("GET", "/markets/{ticker}", self._get_market),
@@ -307,6 +309,40 @@ class FakeKalshi:
             self._routes.append((method, pattern, template, handler))
 
     # -- building the world ---------------------------------------------------------------------
+
+    def add_series(
+        self,
+        ticker: str,
+        *,
+        fee_type: str = "quadratic",
+        fee_multiplier: Any = 1,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """A series with its fee structure (any series not added is served as quadratic x1).
+        ``fee_multiplier`` is sent as a JSON number, as Kalshi does."""
+        series = self._series_json(ticker)
+        series.update(fee_type=fee_type, fee_multiplier=fee_multiplier, **overrides)
+        self.series[ticker] = series
+        return series
+
+    def _series_json(self, ticker: str) -> dict[str, Any]:
+        return {
+            "ticker": ticker,
+            "frequency": "daily",
+            "title": f"Series {ticker}",
+            "category": "",
+            "tags": [],
+            "settlement_sources": [],
+            "contract_url": "",
+            "contract_terms_url": "",
+            "fee_type": "quadratic",
+            "fee_multiplier": 1,
+            "additional_prohibitions": [],
+            "last_updated_ts": iso(self.now),
+        }
+
+    def _get_series(self, request: RecordedRequest, series_ticker: str) -> tuple[int, Any]:
+        return 200, {"series": self.series.get(series_ticker) or self._series_json(series_ticker)}
 
     def add_event(
         self,

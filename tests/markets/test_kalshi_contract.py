@@ -105,6 +105,8 @@ def exercise_every_call(fake: FakeKalshi) -> None:
     )
     client.get_event("KXHIGHNY-26SEP01")
     client.get_event("KXHIGHNY-26SEP01", with_nested_markets=False)
+    fake.add_series("KXHIGHNY", fee_type="quadratic_with_maker_fees", fee_multiplier=0.5)
+    client.get_series("KXHIGHNY")
     client.get_markets()
     client.get_markets(status="open", series_ticker="KXHIGHNY", limit=1000)
     client.get_markets(

@@ -100,7 +100,8 @@ class MarketSyncTests(TestCase):
     def test_the_query_count_does_not_grow_per_market(self):
         with CaptureQueriesContext(connection) as queries:
             market_sync(client=self.client_)
-        self.assertLess(len(queries), 30)
+        # SQLite splits the market INSERT by its variable limit; reading fees adds 3 queries.
+        self.assertLess(len(queries), 33)
         with CaptureQueriesContext(connection) as queries:
             market_sync(client=self.client_)
         self.assertLess(len(queries), 15)
