@@ -564,6 +564,8 @@ class FakeKalshi:
             yes_total_cost=amount_str(state.cost if yes_count else ZERO),
             no_total_cost=amount_str(state.cost if no_count else ZERO),
             revenue_cents=int(payout * 100),
+            # Kalshi's fee_cost: the trade fees already paid on the position's fills.
+            fee_cost=amount_str(state.fees),
         )
         state.position = ZERO
         state.cost = ZERO

@@ -36,9 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from markets.exchange import MarketQuote
-from markets.fees import taker_fee
+from markets.fees import order_fee
 from markets.money import MONEY_QUANTUM, ZERO
-from markets.recorded import CATEGORY, RecordedData, close_time, open_time, recorded_data_parse
+from markets.recorded import (
+    CATEGORY,
+    RECORDED_FEES,
+    RecordedData,
+    close_time,
+    open_time,
+    recorded_data_parse,
+)
 from markets.simulator import REPLAY_DEPTH, SETTLE_DELAY, spread_around
 from trading import scoring, strategy
 from trading.forecasters import Forecaster, ForecastResult
@@ -134,11 +141,12 @@ class RecordedBook:
             yes_bid=bid,
             yes_ask=ask,
             last_price=last,
-            volume=ZERO,
+            volume=None,  # recorded data has no volume: unknown, not zero
             category=CATEGORY,
             yes_ask_depth=REPLAY_DEPTH if ask is not None else ZERO,
             no_ask_depth=REPLAY_DEPTH if bid is not None else ZERO,
             observed_at=market.times[i - 1],
+            fees=RECORDED_FEES,
         )
 
     def quotes_at(self, now: datetime) -> list[MarketQuote]:
@@ -476,7 +484,8 @@ class Backtest:
             )
             if result.reason == Reason.TRADED:
                 buys.append((quote, result))
-                cost = strategy.order_cost(result.count, result.price)
+                cost = result.cost
+                assert cost is not None  # set with every TRADED result
                 exposure = dict(portfolio.category_exposure)
                 exposure[CATEGORY] = exposure.get(CATEGORY, ZERO) + cost
                 portfolio = replace(
@@ -534,7 +543,7 @@ class Backtest:
         if quantity <= 0:
             return
         side_price = yes_price if side == "yes" else 1 - yes_price
-        fee = taker_fee(quantity, side_price)
+        fee = order_fee(quantity, side_price, fees=quote.fees, at=now)
         if action == "buy" and quantity * side_price + fee > self.cash:
             return
         state = position.state if position else strategy.PositionState()

@@ -181,21 +181,25 @@ def portfolio_view(
 
 
 def market_view(quote: MarketQuote, limits: strategy.RiskLimits) -> strategy.MarketView:
-    """What the strategy sees of a quote (the backtest uses the same mapping)."""
-    # Recorded data has no volume: there the volume filter cannot apply (documented).
-    volume = quote.volume if quote.volume else limits.min_volume
+    """What the strategy sees of a quote (the backtest uses the same mapping).
+
+    The volume is passed as it is: 0 is zero (filtered by any ``min_volume`` above 0) and
+    None is unknown (recorded data), to which the volume filter does not apply. ``fees`` is
+    the market's fee schedule, which every fee the strategy computes for it uses.
+    """
     return strategy.MarketView(
         ticker=quote.ticker,
         category=quote.category,
         status=quote.status,
         close_time=quote.close_time,
-        volume=volume,
+        volume=quote.volume,
         yes_bid=quote.yes_bid,
         yes_ask=quote.yes_ask,
         no_bid=quote.no_bid,
         no_ask=quote.no_ask,
         yes_ask_depth=quote.yes_ask_depth,
         no_ask_depth=quote.no_ask_depth,
+        fees=quote.fees,
     )
 
 
@@ -408,7 +412,10 @@ def _order_intent(row: PlannedDecision, decision_id: int, *, mode: str, now: dat
     yes_price = side_price if result.side == "yes" else 1 - side_price
     max_cost = None
     if row.action == "buy":
-        max_cost = strategy.order_cost(result.count, side_price).quantize(MONEY_QUANTUM)
+        cost = result.cost  # fee under the market's schedule (strategy.DecisionResult)
+        if cost is None:
+            cost = strategy.order_cost(result.count, side_price)
+        max_cost = cost.quantize(MONEY_QUANTUM)
     return Order(
         created_at=now,
         mode=mode,
@@ -429,7 +436,9 @@ def _portfolio_after(
     portfolio: strategy.PortfolioView, result: strategy.DecisionResult, quote: MarketQuote
 ) -> strategy.PortfolioView:
     """The portfolio as the next candidate must see it, with this buy committed."""
-    cost = strategy.order_cost(result.count, result.price)
+    cost = (
+        result.cost if result.cost is not None else strategy.order_cost(result.count, result.price)
+    )
     exposure = dict(portfolio.category_exposure)
     exposure[quote.category] = exposure.get(quote.category, ZERO) + cost
     return replace(
@@ -754,6 +763,9 @@ def _apply_fill_to_position(ex, market: Market, mode: str, order: Order | None) 
 
 
 def _reconcile_settlements(exchange: Exchange, mode: str, report: CycleReport) -> None:
+    """Book Kalshi's settlements. A settlement's ``fee`` (Kalshi's ``fee_cost``) repeats the
+    trade fees already paid and booked on the position's fills: it is kept on the Settlement
+    row as reported, and not charged again (``strategy.settle_position``)."""
     for ex in exchange.settlements():
         market = Market.objects.filter(ticker=ex.ticker).first()
         if market is None or Settlement.objects.filter(mode=mode, market=market).exists():
@@ -770,7 +782,7 @@ def _reconcile_settlements(exchange: Exchange, mode: str, report: CycleReport) -
                 state = _state_of(position)
                 cost = state.cost_basis
                 value = market.settlement_value if ex.result == "scalar" else None
-                new, realized = strategy.settle_position(state, ex.result, value, fee=ex.fee)
+                new, realized = strategy.settle_position(state, ex.result, value)
                 position.count = ZERO
                 position.cost_basis = ZERO
                 position.realized_pnl = new.realized_pnl.quantize(MONEY_QUANTUM)

@@ -10,8 +10,13 @@ Conventions
 - Prices are dollars per contract of the side concerned: a NO price is what one NO contract
   costs. Kalshi quotes both sides of one book, so the NO ask is ``1 − YES bid`` and the NO bid
   is ``1 − YES ask``; ``MarketView`` derives a missing quote from the other side that way.
-- Fees come from ``fee_fn(count, price)`` (default: Kalshi's taker fee from ``markets.fees``,
-  imported lazily because that module pulls in Django through ``markets.money``).
+- Fees come from ``fee_fn(count, price)``. By default it is the taker fee of the market's own
+  ``FeeSchedule`` (``MarketView.fees``: its series' fee type and multiplier, the event's
+  override, the waiver) at the decision's ``now``: an entry crosses the book, so it pays the
+  taker rate. ``markets.fees`` is imported lazily because it pulls in Django through
+  ``markets.money``.
+- ``MarketView.volume`` None means unknown (recorded data): the volume filter then does not
+  apply. A volume of 0 is zero and fails any ``min_volume`` above 0.
 - Positions are one net position per market (RELIABILITY §4.3): ``PositionState`` holds
   ``count`` contracts of ``side`` and their ``cost_basis`` (fees excluded); buying the opposite
   side closes contracts first, so YES and NO are never open together in one market.
@@ -25,9 +30,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trading.reasons import Reason
+
+if TYPE_CHECKING:
+    from markets.fees import FeeSchedule
 
 FeeFn = Callable[[Decimal, Decimal], Decimal]
 
@@ -67,6 +75,19 @@ def taker_fee_default(count: Decimal, price: Decimal) -> Decimal:
 
 def _fee_fn(fee_fn: FeeFn | None) -> FeeFn:
     return _taker_fee() if fee_fn is None else fee_fn
+
+
+def market_fee_fn(fees: FeeSchedule | None, *, at: datetime | None, maker: bool = False) -> FeeFn:
+    """The fee of one order on a market with this schedule (None: Kalshi's default), taker
+    unless ``maker``, at time ``at`` (a waived market charges nothing before its waiver ends)."""
+    from markets.fees import DEFAULT_FEES, order_fee
+
+    schedule = DEFAULT_FEES if fees is None else fees
+
+    def fee(count: Decimal, price: Decimal) -> Decimal:
+        return order_fee(count, price, fees=schedule, maker=maker, at=at)
+
+    return fee
 
 
 def other_side(side: str) -> str:
@@ -183,22 +204,29 @@ class MarketView:
 
     ``status`` uses Kalshi's *response* vocabulary; only ``"active"`` is tradable.
     ``yes_ask_depth``/``no_ask_depth`` are the contracts offered at the best ask (None = unknown).
+    ``volume`` None = unknown (the volume filter does not apply). ``fees`` is the market's
+    ``markets.fees.FeeSchedule`` (None: Kalshi's default quadratic schedule).
     """
 
     ticker: str
     category: str
     status: str
     close_time: datetime | None
-    volume: Decimal
+    volume: Decimal | None
     yes_bid: Decimal | None = None
     yes_ask: Decimal | None = None
     no_bid: Decimal | None = None
     no_ask: Decimal | None = None
     yes_ask_depth: Decimal | None = None
     no_ask_depth: Decimal | None = None
+    fees: FeeSchedule | None = None
 
     def __post_init__(self) -> None:
         _refuse_floats(self)
+
+    def taker_fee_fn(self, now: datetime) -> FeeFn:
+        """The fee of an entry on this market (it crosses the book: taker) at ``now``."""
+        return market_fee_fn(self.fees, at=now)
 
     def ask(self, side: str) -> Decimal | None:
         """The executable buy price for ``side`` (derived as ``1 − other bid`` if missing)."""
@@ -310,11 +338,12 @@ def candidate_filter(
 
     Time to close must be more than ``max(min_hours_to_close, exit_before_close_hours)`` and
     at most ``max_days_to_close`` days. Order: status, volume, time to close, category, open position, order pending, recently
-    analysed, no executable quote on either side.
+    analysed, no executable quote on either side. The volume filter applies to every known
+    volume (0 included) and not to an unknown one (None).
     """
     if view.status != "active":
         return Reason.SKIP_STATUS
-    if view.volume < limits.min_volume:
+    if view.volume is not None and view.volume < limits.min_volume:
         return Reason.SKIP_VOLUME
     if view.close_time is None:
         return Reason.SKIP_CLOSE_TIME
@@ -677,13 +706,16 @@ class DecisionResult:
     ``side``/``price``/``edge`` describe the best buy found even when it was not taken;
     ``count`` is set only when ``reason`` is ``TRADED`` (the proposed count of a rejected
     order is in ``details["proposed_count"]``). ``price`` is the limit price: the ask of
-    ``side``, in that side's terms. ``details`` holds every number as a string (JSON-ready).
+    ``side``, in that side's terms. ``cost`` (set with ``count``) is what the order may take,
+    its fee under the market's schedule included: the order's ``max_cost``. ``details`` holds
+    every number as a string (JSON-ready).
     """
 
     reason: Reason
     side: str | None = None
     price: Decimal | None = None
     count: Decimal | None = None
+    cost: Decimal | None = None
     edge: Edge | None = None
     threshold: Decimal | None = None
     kelly: Decimal | None = None
@@ -716,6 +748,18 @@ def _market_details(view: MarketView, now: datetime) -> dict[str, Any]:
         "no_ask": _s(view.no_ask),
         "yes_ask_depth": _s(view.yes_ask_depth),
         "no_ask_depth": _s(view.no_ask_depth),
+        **_fee_details(view, now),
+    }
+
+
+def _fee_details(view: MarketView, now: datetime) -> dict[str, Any]:
+    if view.fees is None:
+        return {}
+    waived = view.fees.waived_at(now)
+    return {
+        "fee_type": view.fees.fee_type,
+        "fee_multiplier": _s(view.fees.multiplier),
+        **({"fee_waived": True} if waived else {}),
     }
 
 
@@ -740,8 +784,10 @@ def decide(
     ``screened=True`` says the caller has just run ``candidate_filter`` on this view with this
     portfolio, limits and clock, and it passed (the engine does, before paying for a forecast);
     the filter is then not run twice.
+
+    Every fee is the market's (``view.fees``, taker, at ``now``) unless ``fee_fn`` is given.
     """
-    fee_fn = _fee_fn(fee_fn)
+    fee_fn = view.taker_fee_fn(now) if fee_fn is None else fee_fn
     details: dict[str, Any] = _market_details(view, now)
     details["trading_state"] = portfolio.trading_state
 
@@ -822,7 +868,7 @@ def decide(
     )
     details.update(final_edge.as_details(prefix="order_"))
     seen["edge"] = final_edge
-    return done(Reason.TRADED, count=sizing.count, **seen)
+    return done(Reason.TRADED, count=sizing.count, cost=sizing.cost, **seen)
 
 
 # --- Exits ----------------------------------------------------------------------------------
@@ -1060,31 +1106,27 @@ def settlement_payout(
 
 
 def settle_position(
-    position_state: PositionState,
-    result: str,
-    scalar_value: Decimal | None = None,
-    *,
-    fee: Decimal = ZERO,
+    position_state: PositionState, result: str, scalar_value: Decimal | None = None
 ) -> tuple[PositionState, Decimal]:
-    """Close the position at settlement: the flat state and the P&L realized
-    (``payout − cost_basis − fee``; a void market realizes ``−fee``, usually 0)."""
-    if fee < 0:
-        raise ValueError(f"settle: fee {fee} is negative")
+    """Close the position at settlement: the flat state and the P&L realized by settling
+    (``payout − cost_basis``; a void market realizes 0).
+
+    Settling charges no fee. Kalshi's settlement ``fee_cost`` reports the trade fees already
+    paid on the position's fills, which ``apply_fill`` booked when they were paid, so it is
+    not subtracted here (that would count them twice): the position's total realized P&L is
+    ``payout − cost basis − the fills' fees``, once.
+    """
     payout = settlement_payout(position_state, result, scalar_value)
-    realized = payout - position_state.cost_basis - fee
+    realized = payout - position_state.cost_basis
     new = PositionState(
         realized_pnl=position_state.realized_pnl + realized,
-        fees_paid=position_state.fees_paid + fee,
+        fees_paid=position_state.fees_paid,
     )
     return new, realized
 
 
 def settle(
-    position_state: PositionState,
-    result: str,
-    scalar_value: Decimal | None = None,
-    *,
-    fee: Decimal = ZERO,
+    position_state: PositionState, result: str, scalar_value: Decimal | None = None
 ) -> Decimal:
     """The P&L realized by settling the position; see ``settle_position``."""
-    return settle_position(position_state, result, scalar_value, fee=fee)[1]
+    return settle_position(position_state, result, scalar_value)[1]

@@ -807,8 +807,9 @@ def test_settlement(make, result, value, payout, realized):
     assert new.realized_pnl == D("-0.17") + D(realized) and new.fees_paid == D("0.17")
 
 
-def test_settlement_fee_and_bad_input():
-    assert settle(yes_long(), "yes", fee=D("0.05")) == D("5.95")
+def test_settlement_charges_no_fee_and_refuses_bad_input():
+    # Kalshi's settlement fee_cost repeats the fills' fees, booked by apply_fill: not again.
+    assert settle(yes_long(), "yes") == D("6")
     assert settle(PositionState(), "yes") == 0
     with pytest.raises(ValueError):
         settle(yes_long(), "scalar")
