@@ -17,7 +17,7 @@ intent of an order (sell vs buy) must take it from its own order record, matched
 Orders go out as V2 requests: ``side`` bid|ask from (side, action) (``OrderRequest.book_side``),
 ``price`` = YES price, ``self_trade_prevention_type="taker_at_cross"``. ``max_cost`` (fees
 included) becomes the client's ``buy_max_cost`` guard (fees excluded) after taking off the
-worst-case taker fee, so the check is exact. Orders are never retried here.
+market's taker fee (its stored schedule, as the strategy priced it), so the check is exact. Orders are never retried here.
 """
 
 from __future__ import annotations

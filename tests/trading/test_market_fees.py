@@ -255,3 +255,31 @@ class EngineFeeTests(TestCase):
             },
         )
         self.assertEqual(len(fake.accepted), 3)  # the live guard took off the right fee
+
+
+class SimulatedSettlementFeeTests(TestCase):
+    def test_the_simulator_reports_the_fills_fees_on_its_settlement_and_they_count_once(self):
+        from markets.simulator import MarketOutcome, SimulatedExchange
+        from tests.base import make_event, make_market
+        from tests.sim import T0, StaticQuotes, quote
+
+        make_market(event=make_event(category="Test"), ticker="MKT", close_time=T0 + timedelta(1))
+        quotes = StaticQuotes(quote("MKT", bid="0.40", ask="0.42"))
+        exchange = SimulatedExchange(
+            name="paper", quotes=quotes, account="paper-fees", starting_cash=D("1000")
+        )
+        services.trading_cycle_run(exchange=exchange, forecaster=Bullish(), mode="paper")
+        position = Position.objects.get(status="open")
+        count, cost, fees = position.count, position.cost_basis, position.fees_paid
+        self.assertGreater(fees, 0)
+        quotes.by_ticker.clear()
+        quotes.results["MKT"] = MarketOutcome("yes", T0 + timedelta(hours=1))
+        quotes.clock = T0 + timedelta(hours=2)
+        services.trading_cycle_run(exchange=exchange, forecaster=Bullish(), mode="paper")
+        [reported] = exchange.settlements()
+        self.assertEqual(reported.fee, fees)  # Kalshi's meaning of fee_cost
+        settlement = Settlement.objects.get()
+        self.assertEqual((settlement.fee, settlement.realized_pnl), (fees, count - cost))
+        position.refresh_from_db()
+        self.assertEqual(position.realized_pnl, count - cost - fees)
+        self.assertEqual(exchange.balance(), D("1000") - cost - fees + count)
