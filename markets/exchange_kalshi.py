@@ -71,10 +71,10 @@ def fee_schedules_for(markets: Iterable[kalshi.Market]) -> dict[str, FeeSchedule
     from markets.models import Event, Series
 
     markets = list(markets)
-    events = {m.event_ticker for m in markets}
+    events = sorted({m.event_ticker for m in markets})
     stored: dict[str, tuple] = {}
     for start in range(0, len(events), _CATEGORY_CHUNK):
-        chunk = sorted(events)[start : start + _CATEGORY_CHUNK]
+        chunk = events[start : start + _CATEGORY_CHUNK]
         for ticker, *values in Event.objects.filter(event_ticker__in=chunk).values_list(
             "event_ticker",
             "series__fee_type",
@@ -83,7 +83,7 @@ def fee_schedules_for(markets: Iterable[kalshi.Market]) -> dict[str, FeeSchedule
             "fee_multiplier_override",
         ):
             stored[ticker] = tuple(values)
-    series_of = {t: t.split("-", 1)[0] for t in events - stored.keys()}
+    series_of = {t: t.split("-", 1)[0] for t in events if t not in stored}
     if series_of:
         for ticker, fee_type, multiplier in Series.objects.filter(
             ticker__in=sorted(set(series_of.values()))

@@ -74,6 +74,7 @@ SETTLEMENT_RESULTS = (
 )  # "void" is documented for settlements, not in the spec enum
 CANDLE_INTERVALS = (1, 60, 1440)
 FEE_MULTIPLIER_QUANTUM = Decimal("0.000001")  # what Series.fee_multiplier stores
+FEE_MULTIPLIER_LIMIT = Decimal(1_000_000)  # 12 digits, 6 of them decimals
 
 
 # --- Errors ------------------------------------------------------------------------------------
@@ -369,7 +370,8 @@ class _Fields:
 
     def fee_multiplier(self, name: str, *, optional: bool = False) -> Decimal | None:
         """A fee multiplier: a JSON number (a double in the spec) taken exactly from its text
-        (``str()`` of a float is its shortest repr), finite, >= 0, at most 6 decimals."""
+        (``str()`` of a float is its shortest repr), finite, >= 0, below 10⁶, at most 6
+        decimals (what ``Series.fee_multiplier`` stores)."""
         value = self.raw(name, optional)
         if value is None:
             return None
@@ -378,6 +380,8 @@ class _Fields:
         exact = Decimal(str(value))
         if not exact.is_finite() or exact < ZERO:
             raise self.fail(name, f"{value!r} is not a finite number >= 0")
+        if exact >= FEE_MULTIPLIER_LIMIT:
+            raise self.fail(name, f"{value!r} is too large (the limit is {FEE_MULTIPLIER_LIMIT})")
         if exact != exact.quantize(FEE_MULTIPLIER_QUANTUM, rounding=ROUND_FLOOR):
             raise self.fail(name, f"{value!r} has more than 6 decimal places")
         return exact

@@ -54,6 +54,7 @@ def test_series_fees_are_parsed_exactly_from_the_json_number():
         (True, "expected a number"),
         (None, "is null"),
         (0.0000001, "more than 6 decimal places"),
+        (1e6, "too large"),
     ],
 )
 def test_a_bad_fee_multiplier_is_a_parse_error_naming_the_record(value, problem):
