@@ -168,6 +168,12 @@ class KalshiExchange:
         category = categories_for([ticker]).get(ticker, "")
         return quote_from_market(market, category=category, book=book, observed_at=self.now())
 
+    def market(self, ticker: str) -> kalshi.Market:
+        try:
+            return self.client.get_market(ticker)
+        except kalshi.KalshiError as exc:
+            raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
+
     # -- orders ----------------------------------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> ExchangeOrder:

@@ -11,6 +11,8 @@ with set-based queries only (a bounded number of queries per 500-1000 markets, n
   running again with the same ``now`` adds nothing).
 
 A second sync of unchanged data updates no market (only new snapshots, at the new time).
+``market_store`` is that transaction alone, for markets already fetched (reconcile stores a
+market it first meets in a fill that way).
 """
 
 from __future__ import annotations
@@ -202,6 +204,14 @@ def market_sync(
         markets: list[kalshi.Market] = []
     else:
         markets = _fetch(client, status, progress, tickers)
+    return market_store(markets, now=now, started=started)
+
+
+def market_store(
+    markets: list[kalshi.Market], *, now: datetime | None = None, started: float | None = None
+) -> SyncSummary:
+    """Store Kalshi markets already fetched, with their series and events, as a sync does."""
+    started = time.monotonic() if started is None else started
     now = now or timezone.now()
     with transaction.atomic():
         series_added, events_added, event_ids = _ensure_events(markets, now)
