@@ -112,6 +112,13 @@ class RaceTests(LiveReconcileTestCase):
         self.assertEqual(self.position_count(), D("5"))
         self.assertEqual(self.state().state, TradingState.State.ACTIVE)
 
+    def test_a_settlement_landing_after_the_positions_read_does_not_halt(self):
+        self.fake.after_next(POSITIONS, lambda: self.fake.settle_market(TICKER, "yes"))
+        report = self.reconcile()
+        self.assertEqual(self.state().state, TradingState.State.ACTIVE, self.state().reason)
+        self.assertEqual(report.counts.get("settlements"), 1)
+        self.assertFalse(Position.objects.open().exists())
+
     def test_a_mismatch_that_persists_across_the_re_read_halts_with_the_reason(self):
         self.fake.positions[TICKER].position += D("5")  # the exchange holds 6, we booked 1
         before = self.fake.count(POSITIONS)
@@ -244,3 +251,29 @@ class FailureRedactionTests(TestCase):
         self.assertLessEqual(len(run.summary), 500)
         for text in (state.reason, run.summary, run.error):
             self.assertNotIn("sk-abcdefghijklmnop", text)
+
+
+class SimulatedMarketFetchTests(TestCase):
+    def test_paper_fetches_a_market_from_the_live_feed_and_replay_explains_why_it_cannot(self):
+        from markets.exchange import ExchangeError
+        from markets.paper import PaperQuotes
+        from markets.simulator import ReplayQuotes
+
+        fake = FakeKalshi()
+        fake.add_market(OTHER, yes_bid="0.5000", yes_ask="0.5200")
+        paper = SimulatedExchange(
+            name="paper", quotes=PaperQuotes(fake.client()), account="p", starting_cash=D("1")
+        )
+        self.assertEqual(paper.market(OTHER).ticker, OTHER)
+        with self.assertRaises(ExchangeError) as missing:
+            paper.market("KXNONE-26SEP01-T1")
+        self.assertIn("404", missing.exception.message)
+        replay = SimulatedExchange(
+            name="replay",
+            quotes=ReplayQuotes(timezone.now),
+            account="r",
+            starting_cash=D("1"),
+        )
+        with self.assertRaises(ExchangeError) as absent:
+            replay.market(OTHER)
+        self.assertIn(f"market {OTHER} is not in the replay data", absent.exception.message)
