@@ -21,7 +21,8 @@ What it does:
   Kalshi does), checks the balance, matches against the book (taker fills with fees, FOK/IOC/GTC),
   rests the remainder, and appends every accepted order to the append-only ``accepted`` ledger;
 - records every request (``requests``) and every request/response pair (``exchanges``);
-- fault injection per route: ``fail_next(target, kind, times=1)``, see ``FAULT_KINDS``.
+- fault injection per route: ``fail_next(target, kind, times=1)``, see ``FAULT_KINDS``;
+- ``after_next(target, action)``: the world moving between two reads (e.g. a fill landing).
 
 Simplifications (documented so that nobody relies on them): our own resting orders are shown in
 the book but are never matched by our own taker orders (no self-trade); ``fill_resting`` simulates
