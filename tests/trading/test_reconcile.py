@@ -18,6 +18,7 @@ from markets.exchange_kalshi import KalshiExchange
 from markets.models import Market
 from markets.services import market_sync
 from markets.simulator import SimulatedExchange
+from tests.base import make_decision
 from tests.fakes import FakeKalshi
 from tests.forecasters import Bullish
 from tests.sim import StaticQuotes, quote
@@ -211,6 +212,27 @@ class ForeignOrderTests(LiveReconcileTestCase):
         state = self.state()
         self.assertEqual(state.state, TradingState.State.HALTED)
         self.assertIn("kd-live-999999", state.reason)
+
+
+class AdoptTests(LiveReconcileTestCase):
+    def adopt(self, ticker):
+        """An order of ours on the exchange without its row (a crash before the insert)."""
+        decision = make_decision(Market.objects.get(ticker=TICKER), mode="live", reason="traded")
+        cid = f"kd-live-{decision.pk}"
+        self.foreign_trade(ticker, price="0.1000", client_order_id=cid)  # it rests
+        report = self.reconcile()
+        self.assertEqual(self.state().state, TradingState.State.ACTIVE, self.state().reason)
+        self.assertEqual(report.counts.get("orders_adopted"), 1)
+        adopted = Order.objects.get(client_order_id=cid)
+        self.assertEqual((adopted.market.ticker, adopted.status), (ticker, Order.Status.ACKED))
+        return report
+
+    def test_an_order_of_ours_without_a_row_is_adopted(self):
+        self.adopt(TICKER)
+
+    def test_one_on_a_market_not_in_the_database_fetches_the_market(self):
+        report = self.adopt(OTHER)
+        self.assertEqual(report.counts.get("markets_fetched"), 1)
 
 
 class FailureTests(LiveReconcileTestCase):
