@@ -370,6 +370,16 @@ KALSHI_RATE_TIER = env_choice(
     "basic",
 )
 KALSHI_TIMEOUT_SECONDS = env_int("KALSHI_TIMEOUT", 10)
+# The subaccount the desk trades with (0 = primary, 1-63 numbered); unset = send none.
+_subaccount = env_str("KALSHI_SUBACCOUNT") or ""
+if _subaccount and not _subaccount.isdigit():
+    raise ImproperlyConfigured(
+        f"KALSHI_SUBACCOUNT must be an integer >= 0 (0 is the primary account), got {_subaccount!r}"
+    )
+KALSHI_SUBACCOUNT: int | None = int(_subaccount) if _subaccount else None
+# An order on the account without our client_order_id prefix: halt trading, or ignore it (and
+# its fills and positions, on markets the desk does not trade).
+FOREIGN_ORDERS = env_choice("FOREIGN_ORDERS", ("halt", "ignore"), "halt")
 
 # --- Language models ------------------------------------------------------------------------
 LLM_PROVIDER = env_choice(

@@ -16,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from markets.fees import DEFAULT_FEES, FeeSchedule
+
+if TYPE_CHECKING:
+    from markets import kalshi
 
 
 class ExchangeError(Exception):
@@ -220,6 +223,11 @@ class Exchange(Protocol):
 
     def quote(self, ticker: str) -> MarketQuote:
         """One market's current quote and depth (for the last look before sending)."""
+        ...
+
+    def market(self, ticker: str) -> kalshi.Market:
+        """Kalshi's full record of one market, whatever its status: how reconcile stores a
+        market it first meets in a fill or an order. Raises ExchangeError if it cannot."""
         ...
 
     def place_order(self, request: OrderRequest) -> ExchangeOrder:

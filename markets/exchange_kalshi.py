@@ -222,6 +222,12 @@ class KalshiExchange:
             market, category=category, book=book, observed_at=self.now(), fees=fees
         )
 
+    def market(self, ticker: str) -> kalshi.Market:
+        try:
+            return self.client.get_market(ticker)
+        except kalshi.KalshiError as exc:
+            raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
+
     # -- orders ----------------------------------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> ExchangeOrder:

@@ -1242,6 +1242,12 @@ class KalshiClient:
     ``private_key`` may be a loaded RSA key or PEM text. Without a key only public endpoints work
     (no auth headers are sent). ``rate_limiter=None`` disables client-side limiting (tests); the
     factory passes the shared per-process limiter.
+
+    ``subaccount`` (0 = the primary account, 1-63 numbered subaccounts) scopes every call that
+    takes one: balance, positions, orders, fills and settlements (query) and the V2 create
+    (body) and cancel (query). Unset, nothing is sent and Kalshi applies its own default: the
+    primary account for balance, positions and order writes, but *all* subaccounts for the
+    orders, fills and settlements lists.
     """
 
     def __init__(
@@ -1259,7 +1265,13 @@ class KalshiClient:
         backoff_cap: float = 8.0,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        subaccount: int | None = None,
     ) -> None:
+        if subaccount is not None and (
+            isinstance(subaccount, bool) or not isinstance(subaccount, int) or subaccount < 0
+        ):
+            raise ValueError(f"subaccount must be an integer >= 0; got {subaccount!r}")
+        self.subaccount = subaccount
         if (key_id is None) != (private_key is None):
             raise KalshiConfigError(
                 "Kalshi auth needs both the API key id and the private key, or neither"
@@ -1571,7 +1583,9 @@ class KalshiClient:
     # -- portfolio --------------------------------------------------------------------------------
 
     def get_balance(self) -> Balance:
-        return Balance.from_json(self._get("/portfolio/balance"))
+        return Balance.from_json(
+            self._get("/portfolio/balance", _params(subaccount=self.subaccount))
+        )
 
     def iter_positions(
         self,
@@ -1583,7 +1597,12 @@ class KalshiClient:
     ) -> Iterator[MarketPosition]:
         """Market positions; by default only markets with a non-zero position."""
         _check_limit(limit, 1000)
-        params = _params(ticker=ticker, event_ticker=event_ticker, count_filter=count_filter)
+        params = _params(
+            ticker=ticker,
+            event_ticker=event_ticker,
+            count_filter=count_filter,
+            subaccount=self.subaccount,
+        )
         return self._paginate(
             "/portfolio/positions",
             "market_positions",
@@ -1611,7 +1630,12 @@ class KalshiClient:
         if events is not None and len(events) > 10:
             raise ValueError("event_ticker takes at most 10 event tickers")
         params = _params(
-            ticker=ticker, event_ticker=events, status=status, min_ts=min_ts, max_ts=max_ts
+            ticker=ticker,
+            event_ticker=events,
+            status=status,
+            min_ts=min_ts,
+            max_ts=max_ts,
+            subaccount=self.subaccount,
         )
         return self._paginate("/portfolio/orders", "orders", params, Order.from_json, limit=limit)
 
@@ -1632,7 +1656,13 @@ class KalshiClient:
         limit: int = 1000,
     ) -> Iterator[Fill]:
         _check_limit(limit, 1000)
-        params = _params(ticker=ticker, order_id=order_id, min_ts=min_ts, max_ts=max_ts)
+        params = _params(
+            ticker=ticker,
+            order_id=order_id,
+            min_ts=min_ts,
+            max_ts=max_ts,
+            subaccount=self.subaccount,
+        )
         return self._paginate("/portfolio/fills", "fills", params, Fill.from_json, limit=limit)
 
     def get_fills(self, **filters: Any) -> list[Fill]:
@@ -1648,7 +1678,13 @@ class KalshiClient:
         limit: int = 1000,
     ) -> Iterator[Settlement]:
         _check_limit(limit, 1000)
-        params = _params(ticker=ticker, event_ticker=event_ticker, min_ts=min_ts, max_ts=max_ts)
+        params = _params(
+            ticker=ticker,
+            event_ticker=event_ticker,
+            min_ts=min_ts,
+            max_ts=max_ts,
+            subaccount=self.subaccount,
+        )
         return self._paginate(
             "/portfolio/settlements", "settlements", params, Settlement.from_json, limit=limit
         )
@@ -1669,6 +1705,8 @@ class KalshiClient:
         """
         path = "/portfolio/events/orders"
         body = order.to_body()
+        if self.subaccount is not None:
+            body["subaccount"] = self.subaccount
         try:
             response = self._send("POST", path, json_body=body, bucket="write")
         except httpx.TransportError as exc:
@@ -1742,7 +1780,7 @@ class KalshiClient:
             response = self._send(
                 "DELETE",
                 path,
-                params=_params(market_ticker=ticker),
+                params=_params(market_ticker=ticker, subaccount=self.subaccount),
                 bucket="write",
                 cost=CANCEL_COST,
             )
@@ -1804,6 +1842,7 @@ def kalshi_client(
         rate_limiter=rate_limiter
         if rate_limiter is not None
         else shared_rate_limiter(settings.KALSHI_RATE_TIER),
+        subaccount=settings.KALSHI_SUBACCOUNT,
     )
 
 

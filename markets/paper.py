@@ -12,7 +12,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from markets import kalshi
-from markets.exchange import MarketQuote
+from markets.exchange import ExchangeError, MarketQuote
 from markets.exchange_kalshi import categories_for, fee_schedules_for, quote_from_market
 from markets.simulator import MarketOutcome
 
@@ -64,6 +64,13 @@ class PaperQuotes:
         return quote_from_market(
             market, category=category, book=book, observed_at=self.now(), fees=fees
         )
+
+    def market(self, ticker: str) -> kalshi.Market:
+        """Kalshi's record of one market, any status (``SimulatedExchange.market``)."""
+        try:
+            return self.client.get_market(ticker)
+        except kalshi.KalshiError as exc:
+            raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
 
     def outcomes(self, tickers: list[str]) -> dict[str, MarketOutcome]:
         """Results Kalshi has published for these tickers (absent = not settled yet)."""

@@ -11,6 +11,8 @@ with set-based queries only (a bounded number of queries per 500-1000 markets, n
   running again with the same ``now`` adds nothing).
 
 A second sync of unchanged data updates no market (only new snapshots, at the new time).
+``market_store`` is that transaction alone, for markets already fetched (reconcile stores a
+market it first meets in a fill that way).
 
 Fees (markets.fees). Each market's ``fee_waiver_expiration_time`` is a synced field. After the
 markets are stored, the fee structure of every series they belong to whose fees are unknown or
@@ -222,12 +224,29 @@ def market_sync(
         markets: list[kalshi.Market] = []
     else:
         markets = _fetch(client, status, progress, tickers)
+    return market_store(markets, now=now, started=started, client=client)
+
+
+def market_store(
+    markets: list[kalshi.Market],
+    *,
+    now: datetime | None = None,
+    started: float | None = None,
+    client: kalshi.KalshiClient | None = None,
+) -> SyncSummary:
+    """Store Kalshi markets already fetched, with their series and events, as a sync does.
+
+    With a ``client`` the fees of their series are refreshed too; without one (reconcile
+    storing a market it met in a fill) the next sync reads them."""
+    started = time.monotonic() if started is None else started
     now = now or timezone.now()
     with transaction.atomic():
         series_added, events_added, event_ids = _ensure_events(markets, now)
         added, updated, unchanged, market_ids = _upsert_markets(markets, event_ids, now)
         snapshotted = _snapshot(markets, market_ids, now)
-    fees_refreshed, fee_errors = _refresh_fees(client, markets, now)
+    fees_refreshed, fee_errors = (
+        _refresh_fees(client, markets, now) if client is not None else (0, 0)
+    )
     return SyncSummary(
         ts=now,
         seen=len(markets),

@@ -33,8 +33,10 @@ from typing import Protocol
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 
+from markets import kalshi
 from markets.exchange import (
     DuplicateOrder,
+    ExchangeError,
     ExchangeFill,
     ExchangeOrder,
     ExchangePosition,
@@ -258,6 +260,16 @@ class SimulatedExchange:
             )
             for s in rows
         ]
+
+    def market(self, ticker: str) -> kalshi.Market:
+        """Kalshi's record of one market, from a quote source that has one (paper's live
+        data); replay's recorded data holds every market it can quote, so it has none."""
+        fetch = getattr(self.quotes, "market", None)
+        if fetch is None:
+            raise ExchangeError(
+                f"market {ticker} is not in the {self.name} data", permanent=True, code="not_found"
+            )
+        return fetch(ticker)
 
     # -- writes -------------------------------------------------------------------------------
 

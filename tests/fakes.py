@@ -21,7 +21,8 @@ What it does:
   Kalshi does), checks the balance, matches against the book (taker fills with fees, FOK/IOC/GTC),
   rests the remainder, and appends every accepted order to the append-only ``accepted`` ledger;
 - records every request (``requests``) and every request/response pair (``exchanges``);
-- fault injection per route: ``fail_next(target, kind, times=1)``, see ``FAULT_KINDS``.
+- fault injection per route: ``fail_next(target, kind, times=1)``, see ``FAULT_KINDS``;
+- ``after_next(target, action)``: the world moving between two reads (e.g. a fill landing).
 
 Simplifications (documented so that nobody relies on them): our own resting orders are shown in
 the book but are never matched by our own taker orders (no self-trade); ``fill_resting`` simulates
@@ -279,6 +280,7 @@ class FakeKalshi:
         self.sleeps: list[float] = []  # what clients built by ``client()`` slept
 
         self._faults: list[_Fault] = []
+        self._after: list[tuple[str, Callable[[], Any]]] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._routes: list[tuple[str, re.Pattern[str], str, Callable[..., Any]]] = []
@@ -615,6 +617,13 @@ class FakeKalshi:
         with self._lock:
             self._faults.append(_Fault(target, kind, times, mutate))
 
+    def after_next(self, target: str, action: Callable[[], Any]) -> None:
+        """Run ``action`` once, right after the next request matching ``target`` (a route or a
+        path template, as for ``fail_next``) has been answered: the world moving between two
+        reads, e.g. a counterparty filling a resting order."""
+        with self._lock:
+            self._after.append((target, action))
+
     def client(self, **kwargs: Any) -> KalshiClient:
         """A ``KalshiClient`` wired to this fake, signing with ``fake_private_key()``; its
         backoff sleeps are recorded in ``self.sleeps`` and its jitter is fixed."""
@@ -658,7 +667,14 @@ class FakeKalshi:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         with self._lock:
-            return self._handle(request)
+            response = self._handle(request)
+            route = self.requests[-1].route
+            for hook in list(self._after):
+                if route is not None and hook[0] in (route, route.split(" ", 1)[1]):
+                    self._after.remove(hook)
+                    hook[1]()
+                    break
+            return response
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         full_path = request.url.path

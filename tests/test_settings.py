@@ -128,3 +128,34 @@ def test_cache_dir_gives_a_file_cache_shared_by_processes(tmp_path):
     assert result.returncode == 0, result.stderr
     backend, location = result.stdout.split()
     assert backend.endswith("FileBasedCache") and location == str(tmp_path)
+
+
+def test_kalshi_subaccount_and_foreign_orders_are_read_and_checked():
+    code = "import config.settings as s; print(s.KALSHI_SUBACCOUNT, s.FOREIGN_ORDERS)"
+    environment = dict(os.environ, KALSHI_SUBACCOUNT="4", FOREIGN_ORDERS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["4", "ignore"]
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("KALSHI_SUBACCOUNT", "FOREIGN_ORDERS")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["None", "halt"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("KALSHI_SUBACCOUNT", "-1", "KALSHI_SUBACCOUNT must be an integer >= 0"),
+        ("KALSHI_SUBACCOUNT", "two", "KALSHI_SUBACCOUNT must be an integer >= 0"),
+        ("FOREIGN_ORDERS", "adopt", "FOREIGN_ORDERS must be one of halt, ignore"),
+    ],
+)
+def test_a_bad_subaccount_or_foreign_orders_value_is_refused(name, value, message):
+    result = _import_settings({name: value})
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -37,12 +37,14 @@ from markets.exchange import (
     Exchange,
     ExchangeAuthError,
     ExchangeError,
+    ExchangePosition,
     MarketQuote,
     OrderRejected,
     OrderRequest,
 )
 from markets.models import Market
 from markets.money import MONEY_QUANTUM, PRICE_QUANTUM, ZERO
+from markets.services import market_store
 from trading import ledger, strategy
 from trading.audit import trading_state_set
 from trading.forecasters import Forecaster
@@ -615,9 +617,44 @@ def reconcile_run(
 ) -> CycleReport:
     """Bring our books in line with the exchange; halt on what cannot be explained.
 
+    The exchange keeps trading while we read it, so the reads come in one order: orders, then
+    positions, then fills and settlements. Every fill or settlement behind the positions read
+    is among those booked (a later one may be too, never one fewer). A position that differs
+    is read once more, with the fills and settlements after it; only a market that differs in
+    both reads halts trading. A fill on a market not in the database fetches that market.
+
+    Foreign orders (without our ``client_order_id`` prefix) halt trading, or with
+    ``FOREIGN_ORDERS=ignore`` are left alone, with their fills and positions on markets the
+    desk has never sent an order to. Any exception halts trading with its (redacted) reason
+    and is raised again, for the job run to record.
+
     ``quotes`` (the cycle's market read) value the books for the equity snapshot.
     """
     report = report or CycleReport(mode, now)
+    try:
+        return _reconcile(exchange=exchange, mode=mode, now=now, report=report, quotes=quotes)
+    except Exception as exc:
+        try:
+            halt(f"reconcile failed: {failure_reason(exc)}"[:500])
+        except Exception:
+            logger.exception("Could not halt trading after a failed reconcile")
+        raise
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One redacted line saying what went wrong: for a halt reason or a job run's summary."""
+    message = getattr(exc, "message", None) or str(exc)
+    return " ".join(redact(f"{type(exc).__name__}: {message}").split())
+
+
+def _reconcile(
+    *,
+    exchange: Exchange,
+    mode: str,
+    now: datetime,
+    report: CycleReport,
+    quotes: list[MarketQuote] | None,
+) -> CycleReport:
     ex_orders = exchange.orders()
     ours = {o.client_order_id: o for o in Order.objects.filter(mode=mode).select_related("market")}
     problems: list[str] = []
@@ -631,9 +668,21 @@ def reconcile_run(
                 Decision.objects.filter(pk=decision_id, mode=mode).first() if decision_id else None
             )
             if decision is None:
-                problems.append(f"foreign order {ex.order_id} on {ex.ticker}")
+                if ex.client_order_id.startswith(f"{CLIENT_ORDER_PREFIX}-"):
+                    problems.append(
+                        f"order {ex.client_order_id} ({ex.order_id}) on {ex.ticker} carries "
+                        "our prefix but matches no decision"
+                    )
+                elif settings.FOREIGN_ORDERS == "ignore":
+                    report.add("orders_foreign")
+                else:
+                    problems.append(f"foreign order {ex.order_id} on {ex.ticker}")
                 continue
-            order = _adopt(decision, ex, mode=mode, now=now)
+            markets, missing = _markets_for(exchange, [ex.ticker], report)
+            if missing:
+                problems += missing
+                continue
+            order = _adopt(decision, ex, markets[ex.ticker], mode=mode, now=now)
             report.add("orders_adopted")
         target = _exchange_status(ex)
         if order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
@@ -660,9 +709,25 @@ def reconcile_run(
                     order.transition(Order.Status.UNKNOWN)
                 order.transition(Order.Status.NOT_PLACED, error_message="not found on the exchange")
                 report.add("orders_not_placed")
-    _reconcile_fills(exchange, mode, report)
-    _reconcile_settlements(exchange, mode, report)
-    problems += _compare_positions(exchange, mode)
+    first_read: dict[str, str] = {}
+    for attempt in range(2):
+        theirs = exchange.positions()
+        for problem in _reconcile_fills(exchange, mode, report):
+            if problem not in problems:
+                problems.append(problem)
+        _reconcile_settlements(exchange, mode, report)
+        mismatches, foreign = _compare_positions(theirs, mode)
+        if attempt == 0 and mismatches:
+            # Perhaps a fill or settlement landed between the reads: read once more.
+            first_read = mismatches
+            report.add("positions_reread")
+            continue
+        problems += [
+            text for ticker, text in mismatches.items() if not attempt or ticker in first_read
+        ]
+        break
+    if foreign:
+        report.add("positions_foreign", len(foreign))
     if problems:
         halt("; ".join(problems)[:500])
         report.add("halted")
@@ -683,9 +748,8 @@ def reconcile_run(
     return report
 
 
-def _adopt(decision: Decision, ex, *, mode: str, now: datetime) -> Order:
+def _adopt(decision: Decision, ex, market: Market, *, mode: str, now: datetime) -> Order:
     """An order with our prefix we have no row for (crash before our insert): adopt it."""
-    market = Market.objects.get(ticker=ex.ticker)
     return Order.objects.create(
         created_at=now,
         mode=mode,
@@ -700,7 +764,39 @@ def _adopt(decision: Decision, ex, *, mode: str, now: datetime) -> Order:
     )
 
 
-def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None:
+def _markets_for(
+    exchange: Exchange, tickers: list[str], report: CycleReport
+) -> tuple[dict[str, Market], list[str]]:
+    """Our rows for these tickers, fetching from the exchange (and storing, with its event and
+    series) any market not in the database; and why any could not be had."""
+    wanted = set(tickers)
+    found = Market.objects.in_bulk(wanted, field_name="ticker")
+    fetched, errors = [], {}
+    for ticker in sorted(wanted - set(found)):
+        try:
+            fetched.append(exchange.market(ticker))
+        except ExchangeError as exc:
+            errors[ticker] = redact(exc.message)[:200]
+    if fetched:
+        market_store(fetched)
+        report.add("markets_fetched", len(fetched))
+        found.update(Market.objects.in_bulk({m.ticker for m in fetched}, field_name="ticker"))
+    problems = [
+        f"market {ticker} is not in the database and the exchange did not give it: "
+        + errors.get(ticker, "it answered with another market")
+        for ticker in sorted(wanted - set(found))
+    ]
+    return found, problems
+
+
+def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> list[str]:
+    """Book the fills we have not booked yet; return why any could not be.
+
+    A fill of an order that is not ours (by exchange order id) is booked too, so that our
+    positions stay the exchange's; with ``FOREIGN_ORDERS=ignore`` it is left alone instead and
+    not stored (looked at again next time: a fill of ours whose order is not linked yet is
+    booked once it is). A fill on a market we cannot get stays unbooked until we can.
+    """
     ex_fills = exchange.fills()
     known = set(
         Fill.objects.filter(fill_id__in=[f.fill_id for f in ex_fills]).values_list(
@@ -709,14 +805,18 @@ def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None
     )
     new = [f for f in ex_fills if f.fill_id not in known]
     if not new:
-        return
+        return []
     orders = {
         o.exchange_order_id: o
         for o in Order.objects.filter(exchange_order_id__in=[f.order_id for f in new])
     }
-    markets = Market.objects.in_bulk([f.ticker for f in new], field_name="ticker")
+    if settings.FOREIGN_ORDERS == "ignore":
+        new = [f for f in new if f.order_id in orders]
+    markets, problems = _markets_for(exchange, [f.ticker for f in new], report)
     for ex in sorted(new, key=lambda f: (f.executed_at, f.fill_id)):
         order = orders.get(ex.order_id)
+        if ex.ticker not in markets:
+            continue  # named in ``problems``
         with transaction.atomic():
             Fill.objects.create(
                 fill_id=ex.fill_id,
@@ -734,6 +834,7 @@ def _reconcile_fills(exchange: Exchange, mode: str, report: CycleReport) -> None
             )
             _apply_fill_to_position(ex, markets[ex.ticker], mode, order)
         report.add("fills")
+    return problems
 
 
 def _apply_fill_to_position(ex, market: Market, mode: str, order: Order | None) -> None:
@@ -807,20 +908,41 @@ def _reconcile_settlements(exchange: Exchange, mode: str, report: CycleReport) -
         report.add("settlements")
 
 
-def _compare_positions(exchange: Exchange, mode: str) -> list[str]:
-    theirs = {p.ticker: p.position for p in exchange.positions()}
+_NEVER_SENT = (
+    Order.Status.PLANNED,
+    Order.Status.RISK_REJECTED,
+    Order.Status.APPROVED,
+    Order.Status.REJECTED,
+    Order.Status.NOT_PLACED,
+)
+
+
+def _compare_positions(
+    positions: list[ExchangePosition], mode: str
+) -> tuple[dict[str, str], set[str]]:
+    """The markets where the exchange's position is not ours (ticker → why), and the foreign
+    ones left alone: with ``FOREIGN_ORDERS=ignore``, a position where we hold none on a market
+    the desk has never sent an order to."""
+    theirs = {p.ticker: p.position for p in positions}
     ours = {
         p.market.ticker: (p.count if p.side == "yes" else -p.count)
         for p in Position.objects.open().filter(mode=mode).select_related("market")
     }
-    problems = []
-    for ticker in sorted(set(theirs) | set(ours)):
+    foreign: set[str] = set()
+    if settings.FOREIGN_ORDERS == "ignore":
+        only_theirs = set(theirs) - set(ours)
+        traded = Order.objects.filter(mode=mode, market__ticker__in=only_theirs).exclude(
+            status__in=_NEVER_SENT
+        )
+        foreign = only_theirs - set(traded.values_list("market__ticker", flat=True))
+    problems = {}
+    for ticker in sorted((set(theirs) | set(ours)) - foreign):
         if theirs.get(ticker, ZERO) != ours.get(ticker, ZERO):
-            problems.append(
+            problems[ticker] = (
                 f"position mismatch on {ticker}: exchange {theirs.get(ticker, ZERO)}, "
                 f"ours {ours.get(ticker, ZERO)}"
             )
-    return problems
+    return problems, foreign
 
 
 # --- Track: exits ---------------------------------------------------------------------------
@@ -974,7 +1096,7 @@ def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> Jo
             halt("the exchange rejected our credentials (HTTP 401): check the API key and clock")
         run.status = JobRun.Status.FAILED
         run.error = redact("".join(traceback.format_exception_only(type(exc), exc)))[:5000]
-        run.summary = f"failed: {type(exc).__name__}"
+        run.summary = f"failed: {failure_reason(exc)}"[:500]
     else:
         run.status = JobRun.Status.OK
         run.counts = report.counts
