@@ -4,22 +4,31 @@ The backtest runs the engine's own decision code — ``strategy.candidate_filter
 ``strategy.decide``, ``strategy.exit_signal``, ``strategy.apply_fill``,
 ``strategy.settle_position``, the fee schedule and the same ``Forecaster`` objects — step by
 step over a simulated clock, with the replay exchange's rules (``markets.simulator``: quotes
-as of the clock, the spread and depth assumptions, fills at the top of book, settlement an
-hour after close). What it leaves out is the database round trips of the live services: the
-books are kept in memory, so a year of recorded markets replays in seconds. A parity test
-(tests/trading/test_backtest.py) runs the database-backed cycle and this one on the same
-recorded slice and requires identical decisions, fills and cash.
+as of the clock, the spread and depth assumptions, settlement an hour after close) and its
+matching code (``markets.matching``: liquidity taken from a snapshot stays taken until the
+next one, resting orders queue and fill as makers only as recorded trades print through them).
+What it leaves out is the database round trips of the live services: the books are kept in
+memory, so a year of recorded markets replays in seconds. Parity tests
+(tests/trading/test_backtest.py) run the database-backed cycle and this one on the same
+recorded slices and require identical decisions, fills and cash.
 
 The cycle mirrors ``trading.services.trading_cycle_run`` step for step:
 
-1. the exchange settles what has settled; the books snapshot the equity;
-2. decide every candidate (one decision per market per ``reanalyse_minutes``); buys fill at
-   once at the ask (the replay book offers ``REPLAY_DEPTH`` contracts; sizing never asks for
-   more);
-3. exits for positions held *before* this cycle sell at the bid;
+1. the exchange's tick: resting orders meet the trades recorded since the last cycle (and a
+   new snapshot that crosses them), orders on closed markets are canceled, what has settled
+   settles; the books snapshot the equity;
+2. decide every candidate (one decision per market per ``reanalyse_minutes``); each buy is a
+   good-till-canceled limit order at the decision's price, checked and matched as the replay
+   exchange does (what it cannot fill now rests);
+3. exits for positions held *before* this cycle, without an open order on the market, sell
+   at the bid the same way;
 4. the books take the fills and snapshot the equity again.
 
-No lookahead: a quote is visible only from its timestamp on, a result only from its
+The report adds what the stricter fills cost: orders placed, rejected, canceled and still
+resting, the fill rate (contracts filled / ordered), the maker share of the filled contracts
+and the fees by type (taker, maker).
+
+No lookahead: a quote or trade is visible only from its timestamp on, a result only from its
 settlement time. Deterministic: the same data and parameters give the same report.
 """
 
@@ -38,7 +47,7 @@ from typing import Any
 from markets import matching
 from markets.exchange import MarketQuote
 from markets.fees import order_fee
-from markets.money import MONEY_QUANTUM, ZERO
+from markets.money import CENT, MONEY_QUANTUM, ZERO
 from markets.recorded import CATEGORY, RecordedData, close_time, open_time, recorded_data_parse
 from markets.simulator import (
     REPLAY_DEPTH,
@@ -252,7 +261,7 @@ class BacktestResult:
         filled = sum((f.count for f in self.fills), ZERO)
         made = sum((f.count for f in self.fills if f.maker), ZERO)
         fees_by_type = {
-            kind: str(sum((f.fee for f in self.fills if f.maker == maker), ZERO))
+            kind: str(sum((f.fee for f in self.fills if f.maker == maker), ZERO).quantize(CENT))
             for kind, maker in (("taker", False), ("maker", True))
         }
         buys = [f for f in self.fills if f.action == "buy"]
