@@ -32,7 +32,8 @@ The model, and every assumption it makes:
   liquidity of a new book version that crosses the limit (an offer at or below our bid would
   have traded with the bids at our price first). Volume consumes the queue ahead before it
   reaches the order; across our own resting orders it is shared in price, then time, priority,
-  so no print fills more of ours than its size. Prints after an order's expiry do not count.
+  so no print fills more of ours than its size (bids first, then asks, from one print).
+  Prints after an order's expiry do not count.
 - **Time in force.** ``fill_or_kill``: all or nothing, nothing rests. ``immediate_or_cancel``:
   what fills now, the rest is canceled. ``good_till_canceled``: the rest rests, until canceled
   or until its ``expiration_time``. ``post_only`` refuses an order that would take liquidity.
@@ -361,6 +362,7 @@ def reach(
     for trade in sorted(prints, key=lambda p: p.at):
         if trade.at > at:
             continue
+        volume = trade.count  # one trade fills our bids or our asks, never both
         for is_bid in (True, False):
 
             def eligible(order: Order, trade=trade, is_bid=is_bid) -> bool:
@@ -370,7 +372,7 @@ def reach(
                     and (order.expires_at is None or trade.at < order.expires_at)
                 )
 
-            spend(trade.count, trade.yes_price, eligible)
+            volume = spend(volume, trade.yes_price, eligible)
     if book is not None:
         taken.sync(book)
         for is_bid, book_side, levels in ((True, "ask", book.asks), (False, "bid", book.bids)):
