@@ -331,3 +331,51 @@ class ReplayQuotesTests(TestCase):
         self.assertEqual(before.outcomes([self.market.ticker]), {})
         after = ReplayQuotes(lambda: T0 + timedelta(hours=6, minutes=1))
         self.assertEqual(after.outcomes([self.market.ticker])[self.market.ticker].result, "yes")
+
+
+class ReplayFillTests(TestCase):
+    """Replay: a snapshot's liquidity is used once; recorded trades fill resting orders."""
+
+    def setUp(self):
+        self.market = make_market(
+            open_time=T0 - timedelta(hours=1), close_time=T0 + timedelta(hours=5)
+        )
+        MarketSnapshot.objects.create(
+            market=self.market, ts=T0, yes_bid=D("0.40"), yes_ask=D("0.42")
+        )
+        self.clock = {"now": T0 + timedelta(minutes=1)}
+        self.ex = SimulatedExchange(
+            name="replay",
+            quotes=ReplayQuotes(lambda: self.clock["now"]),
+            account="r",
+            starting_cash=D("1000"),
+        )
+
+    def buy(self, cid, price, count, **kw):
+        return self.ex.place_order(
+            replace(order(cid=cid, price=price, count=count, **kw), ticker=self.market.ticker)
+        )
+
+    def test_a_snapshot_offers_its_depth_once_until_the_next_snapshot(self):
+        ioc = "immediate_or_cancel"
+        self.assertEqual(self.buy("a", "0.42", "150", time_in_force=ioc).filled_count, D("100"))
+        self.clock["now"] = T0 + timedelta(minutes=4)
+        self.assertEqual(self.buy("b", "0.42", "50", time_in_force=ioc).filled_count, D("0"))
+        MarketSnapshot.objects.create(
+            market=self.market, ts=T0 + timedelta(minutes=5), yes_bid=D("0.40"), yes_ask=D("0.42")
+        )
+        self.clock["now"] = T0 + timedelta(minutes=6)
+        self.assertEqual(self.buy("c", "0.42", "50", time_in_force=ioc).filled_count, D("50"))
+
+    def test_a_recorded_trade_through_a_resting_bid_fills_it_as_maker(self):
+        placed = self.buy("r", "0.41", "25")  # improves on the 0.40 bid: nothing queued ahead
+        self.assertEqual((placed.status, placed.filled_count), ("resting", D("0")))
+        # A 5-minute candle (trades only) at 0.41: one recorded print of REPLAY_PRINT_SIZE.
+        MarketSnapshot.objects.create(
+            market=self.market, ts=T0 + timedelta(minutes=5), last_price=D("0.41")
+        )
+        self.clock["now"] = T0 + timedelta(minutes=6)
+        [after] = self.ex.orders()
+        self.assertEqual((after.status, after.filled_count), ("resting", D("10")))
+        [fill] = self.ex.fills()
+        self.assertEqual((fill.yes_price, fill.is_taker, fill.fee), (D("0.41"), False, D("0")))
