@@ -130,8 +130,16 @@ class BacktestTests(SimpleTestCase):
             "brier_forecaster",
             "brier_market",
             "funnel",
+            "fill_rate",
+            "maker_share",
+            "fees_by_type",
+            "orders",
         ):
             self.assertIn(key, report)
+        filled = sum(D(f) for f in report["fees_by_type"].values())
+        self.assertEqual(filled, D(report["fees"]))
+        self.assertGreater(D(report["maker_share"]), 0)  # resting orders met recorded trades
+        self.assertLess(D(report["fill_rate"]), 1)  # a stale snapshot's depth is used once
 
     def test_a_what_if_replays_recorded_answers_without_the_forecaster(self):
         base = run(self.data)
@@ -212,6 +220,8 @@ class BacktestCommandTests(TestCase):
             )
             report = json.loads(out.read_text())
         self.assertIn("P&L after fees", text)
+        self.assertIn("fill rate", text)
+        self.assertIn("maker share", text)
         run_ = BacktestRun.objects.get()
         self.assertEqual(run_.report["trades"], report["trades"])
         self.assertTrue(run_.answers)
