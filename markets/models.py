@@ -300,6 +300,14 @@ class SimOrder(models.Model):
     max_cost = MoneyField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESTING)
     created_time = models.DateTimeField()
+    # How it rests (markets.matching): its time in force and expiry, the contracts queued
+    # ahead of it at its price, and the trades and book version it has already been matched to.
+    time_in_force = models.CharField(max_length=24, default="good_till_canceled")
+    post_only = models.BooleanField(default=False)
+    expiration_time = models.DateTimeField(null=True, blank=True)
+    queue_ahead = CountField(default=0)
+    seen_until = models.DateTimeField(null=True, blank=True)
+    seen_version = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["created_time", "id"]
@@ -312,6 +320,23 @@ class SimOrder(models.Model):
 
     def __str__(self) -> str:
         return self.order_id
+
+
+class SimBook(models.Model):
+    """The liquidity our orders took from one market's displayed book (``matching.Taken``):
+    it stays taken until the book changes."""
+
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="books")
+    ticker = models.CharField(max_length=128)
+    taken = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "ticker"], name="sim_book_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.ticker}"
 
 
 class SimFill(models.Model):

@@ -3,18 +3,32 @@
 It only ever reads (markets, order books): orders stay in the simulator's own books. One
 instance serves one engine cycle: ``open_markets()`` is fetched once and cached until
 ``refresh()`` (or a new instance); ``quote()`` always reads the live book for the last look.
+``book()`` gives the simulator every level of that book and ``prints()`` Kalshi's public
+trades, which fill the simulator's resting orders (``markets.matching``). Block trades are left
+out: they do not cross the book.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from django.utils import timezone
 
-from markets import kalshi
+from markets import kalshi, matching
 from markets.exchange import ExchangeError, MarketQuote
 from markets.exchange_kalshi import categories_for, fee_schedules_for, quote_from_market
 from markets.simulator import MarketOutcome
+
+
+def paper_book(book: kalshi.OrderBook) -> matching.Book:
+    """A ``matching.Book`` of every level of a Kalshi order book (YES terms, best first)."""
+    bids = tuple(reversed(book.yes_bids))
+    asks = book.asks("yes")
+    levels = ";".join(f"{p}:{c}" for p, c in bids) + "/" + ";".join(f"{p}:{c}" for p, c in asks)
+    version = hashlib.sha256(levels.encode()).hexdigest()[:32]
+    return matching.Book(bids=bids, asks=asks, version=version, complete=True)
+
 
 _SETTLED_RESULTS = ("yes", "no", "void", "scalar")
 _TICKERS_PER_REQUEST = 100
@@ -24,6 +38,7 @@ class PaperQuotes:
     def __init__(self, client: kalshi.KalshiClient) -> None:
         self.client = client
         self._open: list[MarketQuote] | None = None
+        self._books: dict[str, kalshi.OrderBook] = {}
 
     def now(self) -> datetime:
         return timezone.now()
@@ -31,6 +46,7 @@ class PaperQuotes:
     def refresh(self) -> None:
         """Forget the cached market list (the next ``open_markets()`` reads it again)."""
         self._open = None
+        self._books = {}
 
     def open_markets(self) -> list[MarketQuote]:
         if self._open is None:
@@ -59,6 +75,7 @@ class PaperQuotes:
         if market.status != "active":
             return None
         book = self.client.get_orderbook(ticker)
+        self._books[ticker] = book
         category = categories_for([ticker]).get(ticker, "")
         fees = fee_schedules_for([market])[market.ticker]
         return quote_from_market(
@@ -71,6 +88,28 @@ class PaperQuotes:
             return self.client.get_market(ticker)
         except kalshi.KalshiError as exc:
             raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
+
+    def book(self, quote: MarketQuote) -> matching.Book:
+        """The market's full order book (the one the last ``quote()`` read, else a fresh read),
+        versioned by its content: liquidity we took stays taken until the live book changes."""
+        book = self._books.get(quote.ticker)
+        if book is None:
+            book = self._books[quote.ticker] = self.client.get_orderbook(quote.ticker)
+        return paper_book(book)
+
+    def prints(self, ticker: str, after: datetime, until: datetime) -> list[matching.Print]:
+        """Kalshi's public trades on the market in ``(after, until]``."""
+        trades = self.client.iter_trades(
+            ticker=ticker, min_ts=int(after.timestamp()), max_ts=int(until.timestamp()) + 1
+        )
+        return sorted(
+            (
+                matching.Print(t.created_time, t.yes_price, t.count)
+                for t in trades
+                if after < t.created_time <= until and not t.is_block_trade
+            ),
+            key=lambda p: p.at,
+        )
 
     def outcomes(self, tickers: list[str]) -> dict[str, MarketOutcome]:
         """Results Kalshi has published for these tickers (absent = not settled yet)."""

@@ -1,23 +1,36 @@
 """A simulated exchange for paper and replay trading, with its own books in the database.
 
-It behaves like Kalshi where the engine can tell: limit orders fill against the quoted top of
-book up to the offered depth (partial fills rest, good-till-canceled, and fill later when the
-price comes through), taker fees per Kalshi's schedule, a cash wallet that refuses orders it
-cannot pay for, netting of YES against NO, settlement at $1/$0 (void refunds the cost), and a
-409-style refusal of a ``client_order_id`` that matches an open order. The trading app
-reconciles against it exactly as it would against Kalshi.
+It behaves like Kalshi where the engine can tell: limit orders match through
+``markets.matching`` (the same code the backtest uses; its docstring states the fill model:
+taken liquidity stays taken until the book changes, levels walked at their own prices, resting
+orders queued behind the displayed size and filled as makers only as trades print through
+them, fill-or-kill, immediate-or-cancel, expiry, post-only), fees from the market's fee
+schedule accumulated per order, a cash wallet that refuses orders it cannot pay for, netting
+of YES against NO, settlement at $1/$0 (void refunds the cost), a 409-style refusal of a
+``client_order_id`` that matches an open order, and cancel as "decrease to zero" (the order is
+kept, canceled). The trading app reconciles against it exactly as it would against Kalshi.
 
 Quote sources:
 
 - ``ReplayQuotes``: recorded snapshots in the database, as of a simulated clock; it never
-  reveals a snapshot or a result from after that clock.
-- ``PaperQuotes``: live public Kalshi data through ``KalshiClient`` (markets and order books).
+  reveals a snapshot, a trade or a result from after that clock.
+- ``PaperQuotes`` (``markets.paper``): live public Kalshi data through ``KalshiClient``
+  (markets, full order books and public trades).
+
+A source may offer ``book(quote)`` (the displayed levels, versioned) and
+``prints(ticker, after, until)`` (trades in that window); without them the exchange uses the
+quote's top of book and no trades.
 
 Assumptions where the recorded data is thin (documented for replay):
 
 - A snapshot with a last trade price but no bid/ask (5-minute candles) is quoted at
   ``last ± REPLAY_HALF_SPREAD`` ($0.01), clamped to the price grid inside (0, 1).
-- Recorded data has no sizes: the best ask offers ``REPLAY_DEPTH`` (100) contracts.
+- Recorded data has no sizes: each side's top level shows ``REPLAY_DEPTH`` (100) contracts,
+  and that liquidity, once taken, stays taken until the next snapshot of the market.
+- Trades: a snapshot with a trade price is a trade at that price. With cumulative volumes
+  (snapshots of synced Kalshi markets) the print is the volume since the previous snapshot;
+  recorded data has none (a candle's ``count`` is a number of trades, not contracts), so each
+  such snapshot is assumed to print ``REPLAY_PRINT_SIZE`` (10) contracts.
 - A market's result is revealed ``SETTLE_DELAY`` (1 hour) after its close unless the data
   gives a settlement time.
 """
@@ -33,7 +46,7 @@ from typing import Protocol
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 
-from markets import kalshi
+from markets import kalshi, matching
 from markets.exchange import (
     DuplicateOrder,
     ExchangeError,
@@ -46,11 +59,12 @@ from markets.exchange import (
     OrderRejected,
     OrderRequest,
 )
-from markets.fees import MARKET_FEE_COLUMNS, schedule_from_values, taker_fee
+from markets.fees import MARKET_FEE_COLUMNS, order_fee, schedule_from_values
 from markets.models import (
     Market,
     MarketSnapshot,
     SimAccount,
+    SimBook,
     SimFill,
     SimOrder,
     SimPosition,
@@ -60,6 +74,7 @@ from markets.money import MONEY_QUANTUM, PRICE_QUANTUM, ZERO
 
 REPLAY_HALF_SPREAD = Decimal("0.01")
 REPLAY_DEPTH = Decimal("100")
+REPLAY_PRINT_SIZE = Decimal("10")
 SETTLE_DELAY = timedelta(hours=1)
 _MIN_PRICE = PRICE_QUANTUM * 100  # $0.01
 _MAX_PRICE = 1 - _MIN_PRICE
@@ -92,6 +107,36 @@ def spread_around(last: Decimal) -> tuple[Decimal, Decimal]:
     bid = min(max(last - REPLAY_HALF_SPREAD, _MIN_PRICE), _MAX_PRICE - _MIN_PRICE)
     ask = max(min(last + REPLAY_HALF_SPREAD, _MAX_PRICE), bid + _MIN_PRICE)
     return bid, ask
+
+
+def replay_book(quote: MarketQuote, *, depth: Decimal = REPLAY_DEPTH) -> matching.Book:
+    """The replay book of a snapshot's quote: its top of book, ``depth`` a level, versioned
+    by the snapshot's time (the backtest uses the same function)."""
+    if quote.observed_at is not None:
+        version = quote.observed_at.isoformat()
+    else:  # no snapshot time: the book is what it shows
+        version = "|".join(
+            str(v) for v in (quote.yes_bid, quote.no_ask_depth, quote.yes_ask, quote.yes_ask_depth)
+        )
+    return matching.book_from_quote(quote, version=version, assumed_depth=depth)
+
+
+def replay_prints(
+    rows: list[tuple[datetime, Decimal, Decimal | None]], *, base_volume: Decimal | None = None
+) -> list[matching.Print]:
+    """Trade prints from snapshots ``(ts, last_price, cumulative volume or None)`` in time
+    order: the volume traded since the previous snapshot when the data has volumes, else one
+    print of ``REPLAY_PRINT_SIZE`` contracts per snapshot with a trade price."""
+    prints = []
+    previous = base_volume
+    for ts, last, volume in rows:
+        if volume is None:
+            prints.append(matching.Print(ts, last, REPLAY_PRINT_SIZE))
+            continue
+        if previous is not None and volume > previous:
+            prints.append(matching.Print(ts, last, volume - previous))
+        previous = volume
+    return prints
 
 
 class ReplayQuotes:
@@ -158,6 +203,31 @@ class ReplayQuotes:
     def quote(self, ticker: str) -> MarketQuote | None:
         found = self._markets(ticker=ticker)
         return found[0] if found else None
+
+    def book(self, quote: MarketQuote) -> matching.Book:
+        """The top of book of the snapshot: a new snapshot is a new book version."""
+        return replay_book(quote, depth=self.depth)
+
+    def prints(self, ticker: str, after: datetime, until: datetime) -> list[matching.Print]:
+        """Trades recorded in ``(after, until]`` (see ``REPLAY_PRINT_SIZE``)."""
+        rows = list(
+            MarketSnapshot.objects.filter(
+                market__ticker=ticker, ts__gt=after, ts__lte=until, last_price__isnull=False
+            )
+            .order_by("ts")
+            .values_list("ts", "last_price", "volume")
+        )
+        base = None
+        if any(volume is not None for _, _, volume in rows):
+            base = (
+                MarketSnapshot.objects.filter(
+                    market__ticker=ticker, ts__lte=after, volume__isnull=False
+                )
+                .order_by("-ts")
+                .values_list("volume", flat=True)
+                .first()
+            )
+        return replay_prints(rows, base_volume=base)
 
     def outcomes(self, tickers: list[str]) -> dict[str, MarketOutcome]:
         now = self.now()
@@ -278,10 +348,15 @@ class SimulatedExchange:
             raise OrderRejected(
                 "price must be inside (0, 1) and count positive", code="invalid_order"
             )
+        if request.time_in_force not in matching.TIME_IN_FORCE:
+            raise OrderRejected(
+                f"unknown time in force {request.time_in_force!r}", code="invalid_order"
+            )
         if not self.trading_active:
             raise OrderRejected("trading is paused on the exchange", code="trading_paused")
         quote = self.quote(request.ticker)
         now = self.now()
+        book = self._book(quote)
         with transaction.atomic():
             account = SimAccount.objects.select_for_update().get(pk=self.account.pk)
             if SimOrder.objects.filter(
@@ -289,8 +364,8 @@ class SimulatedExchange:
             ).exists():
                 raise DuplicateOrder(f"an open order has client_order_id {request.client_order_id}")
             if request.action == "buy":
-                worst = request.count * request.side_price + taker_fee(
-                    request.count, request.side_price
+                worst = request.count * request.side_price + order_fee(
+                    request.count, request.side_price, fees=quote.fees, at=now
                 )
                 if worst > account.cash:
                     raise OrderRejected("insufficient balance", code="available_balance_too_low")
@@ -302,6 +377,30 @@ class SimulatedExchange:
                     raise OrderRejected(
                         "reduce-only sell exceeds the position", code="invalid_order"
                     )
+            sim_book, taken = _taken(account, request.ticker)
+            pending = matching.Order(
+                request.side,
+                request.action,
+                request.yes_price,
+                request.count,
+                expires_at=request.expiration_time,
+            )
+            own_ahead = _own_queue(account, request.ticker, pending)
+            try:
+                fills, status = matching.place(
+                    pending,
+                    book,
+                    taken,
+                    time_in_force=request.time_in_force,
+                    post_only=request.post_only,
+                    fees=quote.fees,
+                    at=now,
+                    cap=_cap(account, request.ticker, request.side, request.action),
+                    budget=account.cash if request.action == "buy" else None,
+                    own_ahead=own_ahead,
+                )
+            except matching.MatchRejected as exc:
+                raise OrderRejected(str(exc), code=exc.code) from None
             order = SimOrder.objects.create(
                 account=account,
                 order_id="pending",
@@ -314,16 +413,24 @@ class SimulatedExchange:
                 reduce_only=request.reduce_only,
                 max_cost=request.max_cost,
                 created_time=now,
+                time_in_force=request.time_in_force,
+                post_only=request.post_only,
+                expiration_time=request.expiration_time,
+                queue_ahead=pending.queue_ahead,
+                seen_until=now,
+                seen_version=book.version,
+                status=status,
             )
             order.order_id = f"SIM-{order.pk}"
             order.save(update_fields=["order_id"])
-            self._match(account, order, quote, now)
-            if request.time_in_force != "good_till_canceled" and order.status == "resting":
-                order.status = SimOrder.Status.CANCELED
-                order.save(update_fields=["status"])
+            for fill in fills:
+                self._book_fill(account, order, fill, now)
+            sim_book.taken = taken.to_json()
+            sim_book.save(update_fields=["taken"])
         return _order_view(order)
 
     def cancel_order(self, order_id: str, ticker: str) -> None:
+        """Kalshi's cancel: decrease the order to zero; it is kept, with status canceled."""
         updated = SimOrder.objects.filter(
             account=self.account, order_id=order_id, status="resting"
         ).update(status=SimOrder.Status.CANCELED)
@@ -332,25 +439,30 @@ class SimulatedExchange:
 
     # -- simulation ---------------------------------------------------------------------------
 
+    def _book(self, quote: MarketQuote) -> matching.Book:
+        book_of = getattr(self.quotes, "book", None)
+        if book_of is not None:
+            return book_of(quote)
+        return replay_book(quote)
+
+    def _prints(self, ticker: str, after: datetime, until: datetime) -> list[matching.Print]:
+        prints_of = getattr(self.quotes, "prints", None)
+        return prints_of(ticker, after, until) if prints_of is not None else []
+
     def tick(self) -> None:
-        """Fill resting orders the market now reaches, and settle what has settled."""
+        """Fill resting orders as trades print through them, expire them, settle positions."""
         now = self.now()
-        resting = list(SimOrder.objects.filter(account=self.account, status="resting"))
-        if resting:
+        tickers = sorted(
+            set(
+                SimOrder.objects.filter(account=self.account, status="resting").values_list(
+                    "ticker", flat=True
+                )
+            )
+        )
+        if tickers:
             by_ticker = {q.ticker: q for q in self.quotes.open_markets()}
-            for order in resting:
-                quote = by_ticker.get(order.ticker)
-                with transaction.atomic():
-                    account = SimAccount.objects.select_for_update().get(pk=self.account.pk)
-                    order.refresh_from_db()
-                    if order.status != "resting":
-                        continue
-                    if quote is None:
-                        # The market closed: resting orders die with it.
-                        order.status = SimOrder.Status.CANCELED
-                        order.save(update_fields=["status"])
-                    else:
-                        self._match(account, order, quote, now)
+            for ticker in tickers:
+                self._tick_market(ticker, by_ticker.get(ticker), now)
         held = list(SimPosition.objects.filter(account=self.account).exclude(position=0))
         if held:
             outcomes = self.quotes.outcomes([p.ticker for p in held])
@@ -358,26 +470,51 @@ class SimulatedExchange:
                 if position.ticker in outcomes:
                     self._settle(position, outcomes[position.ticker])
 
-    def _match(self, account: SimAccount, order: SimOrder, quote: MarketQuote, now: datetime):
-        remaining = order.count - order.filled_count
-        buys_yes = (order.side == "yes") == (order.action == "buy")
-        if buys_yes:
-            price, depth = quote.yes_ask, quote.yes_ask_depth
-            crosses = price is not None and price <= order.yes_price
-        else:
-            price, depth = quote.yes_bid, quote.no_ask_depth
-            crosses = price is not None and price >= order.yes_price
-        if not crosses:
-            return
-        quantity = remaining if depth is None else min(remaining, depth)
-        if order.reduce_only or order.action == "sell":
-            quantity = min(quantity, _held(account, order.ticker, order.side))
-        if quantity <= 0:
-            return
-        side_price = price if order.side == "yes" else 1 - price
-        fee = taker_fee(quantity, side_price)
-        if order.action == "buy" and quantity * side_price + fee > account.cash:
-            return
+    def _tick_market(self, ticker: str, quote: MarketQuote | None, now: datetime) -> None:
+        with transaction.atomic():
+            account = SimAccount.objects.select_for_update().get(pk=self.account.pk)
+            resting = list(
+                SimOrder.objects.select_for_update()
+                .filter(account=account, ticker=ticker, status="resting")
+                .order_by("created_time", "id")
+            )
+            if not resting:
+                return
+            if quote is None:
+                # The market closed: resting orders die with it.
+                SimOrder.objects.filter(pk__in=[o.pk for o in resting]).update(
+                    status=SimOrder.Status.CANCELED
+                )
+                return
+            book = self._book(quote)
+            sim_book, taken = _taken(account, ticker)
+            states = [_state_of(o) for o in resting]
+            since = min((o.seen_until or o.created_time for o in resting), default=now)
+            reached = matching.reach(states, self._prints(ticker, since, now), book, taken, at=now)
+            for order, state, volume in zip(resting, states, reached, strict=True):
+                if volume > 0:
+                    fill = matching.fill_resting(
+                        state,
+                        volume,
+                        fees=quote.fees,
+                        at=now,
+                        cap=_cap(account, ticker, order.side, order.action),
+                        budget=_cash(account) if order.action == "buy" else None,
+                    )
+                    if fill is not None:
+                        self._book_fill(account, order, fill, now)
+                if order.status == "resting" and matching.expired(state, now):
+                    order.status = SimOrder.Status.CANCELED
+                order.queue_ahead = state.queue_ahead
+                order.seen_until = state.seen_until
+                order.seen_version = state.seen_version
+                order.save(update_fields=["queue_ahead", "seen_until", "seen_version", "status"])
+            sim_book.taken = taken.to_json()
+            sim_book.save(update_fields=["taken"])
+
+    def _book_fill(
+        self, account: SimAccount, order: SimOrder, fill: matching.Fill, now: datetime
+    ) -> None:
         fill_no = SimFill.objects.filter(order=order).count() + 1
         SimFill.objects.create(
             account=account,
@@ -386,14 +523,18 @@ class SimulatedExchange:
             ticker=order.ticker,
             side=order.side,
             action=order.action,
-            count=quantity,
-            yes_price=price,
-            fee=fee,
+            count=fill.count,
+            yes_price=fill.yes_price,
+            fee=fill.fee,
+            is_taker=not fill.maker,
             executed_at=now,
         )
-        _book_fill(account, order.ticker, order.side, order.action, quantity, side_price, fee)
-        order.filled_count += quantity
-        order.fees += fee
+        side_price = fill.yes_price if order.side == "yes" else 1 - fill.yes_price
+        _book_fill(
+            account, order.ticker, order.side, order.action, fill.count, side_price, fill.fee
+        )
+        order.filled_count += fill.count
+        order.fees += fill.fee
         if order.filled_count >= order.count:
             order.status = SimOrder.Status.EXECUTED
         order.save(update_fields=["filled_count", "fees", "status"])
@@ -435,6 +576,53 @@ class SimulatedExchange:
             SimOrder.objects.filter(
                 account=account, ticker=position.ticker, status="resting"
             ).update(status=SimOrder.Status.CANCELED)
+
+
+def _taken(account: SimAccount, ticker: str) -> tuple[SimBook, matching.Taken]:
+    row, _ = SimBook.objects.select_for_update().get_or_create(account=account, ticker=ticker)
+    return row, matching.Taken.from_json(row.taken)
+
+
+def _state_of(order: SimOrder) -> matching.Order:
+    """The matcher's view of a stored order, with its fills per (price, liquidity role)."""
+    state = matching.Order(
+        order.side,
+        order.action,
+        order.yes_price,
+        order.count,
+        filled=order.filled_count,
+        queue_ahead=order.queue_ahead,
+        seen_version=order.seen_version,
+        seen_until=order.seen_until,
+        expires_at=order.expiration_time,
+    )
+    for price, is_taker, count in order.fills.values_list("yes_price", "is_taker", "count"):
+        key = (price, not is_taker)
+        state.filled_at[key] = state.filled_at.get(key, ZERO) + count
+    return state
+
+
+def _own_queue(account: SimAccount, ticker: str, order: matching.Order) -> Decimal:
+    """Our own resting contracts at the same price and direction: ahead of a new order."""
+    same = SimOrder.objects.filter(
+        account=account, ticker=ticker, status="resting", yes_price=order.yes_price
+    )
+    return sum(
+        (o.count - o.filled_count for o in same if _state_of_direction(o) == order.is_bid), ZERO
+    )
+
+
+def _state_of_direction(order: SimOrder) -> bool:
+    return (order.side == "yes") == (order.action == "buy")
+
+
+def _cap(account: SimAccount, ticker: str, side: str, action: str) -> Decimal | None:
+    """A sell never exceeds the contracts held; a buy is capped by cash instead."""
+    return _held(account, ticker, side) if action == "sell" else None
+
+
+def _cash(account: SimAccount) -> Decimal:
+    return SimAccount.objects.values_list("cash", flat=True).get(pk=account.pk)
 
 
 def _held(account: SimAccount, ticker: str, side: str) -> Decimal:

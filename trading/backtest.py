@@ -4,22 +4,31 @@ The backtest runs the engine's own decision code — ``strategy.candidate_filter
 ``strategy.decide``, ``strategy.exit_signal``, ``strategy.apply_fill``,
 ``strategy.settle_position``, the fee schedule and the same ``Forecaster`` objects — step by
 step over a simulated clock, with the replay exchange's rules (``markets.simulator``: quotes
-as of the clock, the spread and depth assumptions, fills at the top of book, settlement an
-hour after close). What it leaves out is the database round trips of the live services: the
-books are kept in memory, so a year of recorded markets replays in seconds. A parity test
-(tests/trading/test_backtest.py) runs the database-backed cycle and this one on the same
-recorded slice and requires identical decisions, fills and cash.
+as of the clock, the spread and depth assumptions, settlement an hour after close) and its
+matching code (``markets.matching``: liquidity taken from a snapshot stays taken until the
+next one, resting orders queue and fill as makers only as recorded trades print through them).
+What it leaves out is the database round trips of the live services: the books are kept in
+memory, so a year of recorded markets replays in seconds. Parity tests
+(tests/trading/test_backtest.py) run the database-backed cycle and this one on the same
+recorded slices and require identical decisions, fills and cash.
 
 The cycle mirrors ``trading.services.trading_cycle_run`` step for step:
 
-1. the exchange settles what has settled; the books snapshot the equity;
-2. decide every candidate (one decision per market per ``reanalyse_minutes``); buys fill at
-   once at the ask (the replay book offers ``REPLAY_DEPTH`` contracts; sizing never asks for
-   more);
-3. exits for positions held *before* this cycle sell at the bid;
+1. the exchange's tick: resting orders meet the trades recorded since the last cycle (and a
+   new snapshot that crosses them), orders on closed markets are canceled, what has settled
+   settles; the books snapshot the equity;
+2. decide every candidate (one decision per market per ``reanalyse_minutes``); each buy is a
+   good-till-canceled limit order at the decision's price, checked and matched as the replay
+   exchange does (what it cannot fill now rests);
+3. exits for positions held *before* this cycle, without an open order on the market, sell
+   at the bid the same way;
 4. the books take the fills and snapshot the equity again.
 
-No lookahead: a quote is visible only from its timestamp on, a result only from its
+The report adds what the stricter fills cost: orders placed, rejected, canceled and still
+resting, the fill rate (contracts filled / ordered), the maker share of the filled contracts
+and the fees by type (taker, maker).
+
+No lookahead: a quote or trade is visible only from its timestamp on, a result only from its
 settlement time. Deterministic: the same data and parameters give the same report.
 """
 
@@ -35,9 +44,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from markets import matching
 from markets.exchange import MarketQuote
 from markets.fees import order_fee
-from markets.money import MONEY_QUANTUM, ZERO
+from markets.money import CENT, MONEY_QUANTUM, ZERO
 from markets.recorded import (
     CATEGORY,
     RECORDED_FEES,
@@ -46,7 +56,13 @@ from markets.recorded import (
     open_time,
     recorded_data_parse,
 )
-from markets.simulator import REPLAY_DEPTH, SETTLE_DELAY, spread_around
+from markets.simulator import (
+    REPLAY_DEPTH,
+    SETTLE_DELAY,
+    replay_book,
+    replay_prints,
+    spread_around,
+)
 from trading import scoring, strategy
 from trading.forecasters import Forecaster, ForecastResult
 from trading.reasons import Reason
@@ -149,6 +165,17 @@ class RecordedBook:
             fees=RECORDED_FEES,
         )
 
+    def prints(self, market: _Market, after: datetime, until: datetime) -> list[matching.Print]:
+        """The recorded trades in ``(after, until]`` (as ``ReplayQuotes.prints``)."""
+        lo = bisect.bisect_right(market.times, after)
+        hi = bisect.bisect_right(market.times, until)
+        rows = [
+            (market.times[i], market.quotes[i][2], None)
+            for i in range(lo, hi)
+            if market.quotes[i][2] is not None
+        ]
+        return replay_prints(rows)
+
     def quotes_at(self, now: datetime) -> list[MarketQuote]:
         if self._quotes_cache[0] != now:
             found = (self.quote(m, now) for m in self.open_at(now))
@@ -165,6 +192,12 @@ class RecordedBook:
         if i < len(self._all_times):
             return max(target, self._all_times[i])
         return target
+
+
+@dataclass
+class _Resting:
+    ticker: str
+    order: matching.Order
 
 
 @dataclass
@@ -206,6 +239,7 @@ class FillRecord:
     count: Decimal
     price: Decimal  # per contract of ``side``
     fee: Decimal
+    maker: bool = False
 
 
 @dataclass
@@ -224,12 +258,20 @@ class BacktestResult:
     max_exposure: Decimal = ZERO
     reduce_only_since: datetime | None = None
     elapsed_s: float = 0.0
+    orders: dict[str, int] = field(default_factory=dict)
+    contracts_ordered: Decimal = ZERO
 
     def report(self) -> dict[str, Any]:
         """The figures, JSON-ready; nothing depends on the wall clock except ``elapsed_s``."""
         start = self.params.starting_cash
         final_equity = self.equity[-1][1] if self.equity else start
         fees = sum((f.fee for f in self.fills), ZERO)
+        filled = sum((f.count for f in self.fills), ZERO)
+        made = sum((f.count for f in self.fills if f.maker), ZERO)
+        fees_by_type = {
+            kind: str(sum((f.fee for f in self.fills if f.maker == maker), ZERO).quantize(CENT))
+            for kind, maker in (("taker", False), ("maker", True))
+        }
         buys = [f for f in self.fills if f.action == "buy"]
         wins = sum(1 for p in self.closed if p.realized_pnl > 0)
         peak = start
@@ -259,6 +301,12 @@ class BacktestResult:
             "trades": len(buys),
             "fills": len(self.fills),
             "fees": str(fees.quantize(MONEY_QUANTUM)),
+            "fees_by_type": fees_by_type,
+            "orders": dict(self.orders),
+            "contracts_ordered": str(self.contracts_ordered),
+            "contracts_filled": str(filled),
+            "fill_rate": _ratio(filled, self.contracts_ordered),
+            "maker_share": _ratio(made, filled),
             "starting_cash": str(start),
             "final_equity": str(final_equity.quantize(MONEY_QUANTUM)),
             "pnl_after_fees": str((final_equity - start).quantize(MONEY_QUANTUM)),
@@ -280,6 +328,10 @@ class BacktestResult:
             "calibration": _calibration(probs, outcome) if scored else [],
             "elapsed_s": round(self.elapsed_s, 3),
         }
+
+
+def _ratio(part: Decimal, whole: Decimal) -> str | None:
+    return str((part / whole).quantize(Decimal("0.0001"))) if whole else None
 
 
 def _iso(moment: datetime) -> str:
@@ -332,6 +384,12 @@ class Backtest:
         self.exposure_peak = ZERO
         self.state = "active"
         self.breaker_tripped_at: datetime | None = None
+        self.taken: dict[str, matching.Taken] = {}
+        self.resting: list[_Resting] = []
+        self.orders_placed = 0
+        self.orders_rejected = 0
+        self.orders_canceled = 0
+        self.contracts_ordered = ZERO
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -370,14 +428,24 @@ class Backtest:
             max_exposure=self.exposure_peak,
             reduce_only_since=self.breaker_tripped_at,
             elapsed_s=time.perf_counter() - started,
+            orders={
+                "placed": self.orders_placed,
+                "rejected": self.orders_rejected,
+                "canceled": self.orders_canceled,
+                "resting_at_end": len(self.resting),
+            },
+            contracts_ordered=self.contracts_ordered,
         )
         return result
 
     def cycle(self, now: datetime) -> None:
-        self._settle(now)
         quotes = self.book.quotes_at(now)
-        self.market_steps += len(quotes)
         by_ticker = {q.ticker: q for q in quotes}
+        # The exchange's tick: resting orders meet the trades since the last cycle, then
+        # what has settled settles.
+        self._tick(now, by_ticker)
+        self._settle(now)
+        self.market_steps += len(quotes)
         day = now.date()
         # The database engine reads the day's first equity snapshot: during the day's first
         # cycle that is this cycle's opening equity, afterwards that cycle's closing equity.
@@ -409,6 +477,10 @@ class Backtest:
                 self.cash += payout.quantize(MONEY_QUANTUM)
                 self.closed.append(state)
                 self.settlements += 1
+                mine = [r for r in self.resting if r.ticker == ticker]
+                if mine:
+                    self.orders_canceled += len(mine)
+                    self.resting = [r for r in self.resting if r.ticker != ticker]
 
     def _equity(self, quotes: dict[str, MarketQuote]) -> Decimal:
         equity = self.cash
@@ -495,7 +567,7 @@ class Backtest:
                     pending_tickers=portfolio.pending_tickers | {quote.ticker},
                 )
         for quote, result in buys:
-            self._fill(now, quote, result.side, "buy", result.count)
+            self._place(now, quote, result.side, "buy", result.count, result.price)
 
     def _exits(self, now: datetime, held_before: dict[str, _Position], by_ticker) -> None:
         for ticker in sorted(held_before):
@@ -504,6 +576,8 @@ class Backtest:
             bid = held_bid(position.state.side, quote) if position else None
             if position is None or bid is None:
                 continue
+            if any(r.ticker == ticker for r in self.resting):
+                continue  # an order on the market is still open (as the engine's track step)
             view = strategy.PositionView(
                 ticker=ticker,
                 side=position.state.side,
@@ -527,35 +601,130 @@ class Backtest:
                     price=signal.price,
                 )
             )
-            self._fill(now, quote, signal.side, "sell", signal.count)
+            self._place(now, quote, signal.side, "sell", signal.count, signal.price)
 
-    def _fill(self, now: datetime, quote: MarketQuote, side: str, action: str, count: Decimal):
-        buys_yes = (side == "yes") == (action == "buy")
-        yes_price = quote.yes_ask if buys_yes else quote.yes_bid
-        depth = quote.yes_ask_depth if buys_yes else quote.no_ask_depth
-        if yes_price is None:
-            return
-        quantity = count if depth is None else min(count, depth)
+    # -- orders: the replay exchange's matching (markets.matching), in memory ------------------
+
+    def _taken(self, ticker: str) -> matching.Taken:
+        return self.taken.setdefault(ticker, matching.Taken())
+
+    def _place(
+        self,
+        now: datetime,
+        quote: MarketQuote,
+        side: str,
+        action: str,
+        count: Decimal,
+        side_price: Decimal,
+    ) -> None:
+        """Send one limit order as the replay exchange takes it: the same checks, the same
+        matcher; a remainder rests (good-till-canceled, like the engine's orders)."""
+        self.orders_placed += 1
+        self.contracts_ordered += count
         position = self.positions.get(quote.ticker)
-        if action == "sell":
-            held = position.state.count if position and position.state.side == side else ZERO
-            quantity = min(quantity, held)
-        if quantity <= 0:
+        held = position.state.count if position and position.state.side == side else ZERO
+        if action == "buy":
+            worst = count * side_price + order_fee(count, side_price, fees=quote.fees, at=now)
+            if worst > self.cash:
+                self.orders_rejected += 1
+                return
+        elif count > held:
+            self.orders_rejected += 1  # reduce-only: never more than the position
             return
-        side_price = yes_price if side == "yes" else 1 - yes_price
-        fee = order_fee(quantity, side_price, fees=quote.fees, at=now)
-        if action == "buy" and quantity * side_price + fee > self.cash:
-            return
+        yes_price = side_price if side == "yes" else 1 - side_price
+        order = matching.Order(side, action, yes_price, count)
+        own_ahead = sum(
+            (
+                r.order.remaining
+                for r in self.resting
+                if r.ticker == quote.ticker
+                and r.order.yes_price == yes_price
+                and r.order.is_bid == order.is_bid
+            ),
+            ZERO,
+        )
+        fills, status = matching.place(
+            order,
+            replay_book(quote),
+            self._taken(quote.ticker),
+            fees=quote.fees,
+            at=now,
+            cap=held if action == "sell" else None,
+            budget=self.cash if action == "buy" else None,
+            own_ahead=own_ahead,
+        )
+        for fill in fills:
+            self._book_fill(now, quote, order, fill)
+        if status == matching.RESTING:
+            self.resting.append(_Resting(quote.ticker, order))
+
+    def _book_fill(
+        self, now: datetime, quote: MarketQuote, order: matching.Order, fill: matching.Fill
+    ) -> None:
+        side, action = order.side, order.action
+        side_price = order.side_price(fill.yes_price)
+        position = self.positions.get(quote.ticker)
         state = position.state if position else strategy.PositionState()
-        new, _ = strategy.apply_fill(state, side, action, quantity, side_price, fee)
-        self.cash += (quantity * side_price if action == "sell" else -quantity * side_price) - fee
-        self.fills.append(FillRecord(now, quote.ticker, side, action, quantity, side_price, fee))
+        new, _ = strategy.apply_fill(state, side, action, fill.count, side_price, fill.fee)
+        self.cash += (fill.count if action == "sell" else -fill.count) * side_price - fill.fee
+        self.fills.append(
+            FillRecord(
+                now, quote.ticker, side, action, fill.count, side_price, fill.fee, fill.maker
+            )
+        )
         if new.is_open:
             opened = position.opened_at if position else now
             self.positions[quote.ticker] = _Position(new, opened, quote.close_time)
         else:
             self.positions.pop(quote.ticker, None)
             self.closed.append(new)
+
+    def _tick(self, now: datetime, by_ticker: dict[str, MarketQuote]) -> None:
+        """Resting orders fill as recorded trades print through them (the exchange's tick)."""
+        if not self.resting:
+            return
+        keep: list[_Resting] = []
+        for ticker in sorted({r.ticker for r in self.resting}):
+            mine = [r for r in self.resting if r.ticker == ticker]
+            quote = by_ticker.get(ticker)
+            if quote is None:
+                self.orders_canceled += len(mine)  # the market closed
+                continue
+            states = [r.order for r in mine]
+            since = min((o.seen_until for o in states if o.seen_until), default=now)
+            reached = matching.reach(
+                states,
+                self.book.prints(self.book.markets[ticker], since, now),
+                replay_book(quote),
+                self._taken(ticker),
+                at=now,
+            )
+            for entry, volume in zip(mine, reached, strict=True):
+                order = entry.order
+                if volume > 0:
+                    position = self.positions.get(ticker)
+                    held = (
+                        position.state.count
+                        if position and position.state.side == order.side
+                        else ZERO
+                    )
+                    fill = matching.fill_resting(
+                        order,
+                        volume,
+                        fees=quote.fees,
+                        at=now,
+                        cap=held if order.action == "sell" else None,
+                        budget=self.cash if order.action == "buy" else None,
+                    )
+                    if fill is not None:
+                        self._book_fill(now, quote, order, fill)
+                if order.remaining <= 0:
+                    continue
+                if matching.expired(order, now):
+                    self.orders_canceled += 1
+                    continue
+                keep.append(entry)
+        self.resting = keep
 
 
 class RecordedAnswers:

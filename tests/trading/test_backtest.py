@@ -36,6 +36,33 @@ class ParityTests(TestCase):
         data = recorded_data_parse(data_dir=SMALL)
         step = timedelta(minutes=15)
         end = backtest.RecordedBook(data).start + timedelta(days=2)
+        self._replay(end, step)
+        result = run(data, step=step, end=end)
+        self._assert_same(result)
+
+    def test_resting_orders_and_maker_fills_match_the_database_engine(self):
+        # A stretch where a stale quote leaves buys resting until trades print through them.
+        call_command("load_recorded_markets", data=str(SMALL), verbosity=0)
+        data = recorded_data_parse(data_dir=SMALL)
+        step = timedelta(minutes=15)
+        start = datetime(2025, 8, 1, 12, tzinfo=UTC)
+        end = datetime(2025, 8, 2, 20, tzinfo=UTC)
+        # Start the database clock one tick before the backtest's first cycle in the window.
+        book = backtest.RecordedBook(data)
+        before = now = book.start
+        while now < start:
+            before, now = now, book.next_time(now, step)
+        TradingState.load()
+        TradingState.objects.filter(pk=TradingState.SINGLETON_PK).update(replay_clock=before)
+        self._replay(end, step)
+        result = run(data, step=step, start=start, end=end)
+        self._assert_same(result)
+        self.assertTrue(any(f.maker for f in result.fills))
+        self.assertTrue(any(not f.maker for f in result.fills))
+        self.assertTrue(Fill.objects.filter(mode="replay", is_taker=False).exists())
+        self.assertGreater(result.report()["orders"]["resting_at_end"], 0)
+
+    def _replay(self, end, step):
         while True:
             now, finished = replay_clock_advance(step)
             if finished or now > end:
@@ -43,8 +70,8 @@ class ParityTests(TestCase):
             services.trading_cycle_run(
                 exchange=exchange_for("replay"), forecaster=Bullish(), mode="replay"
             )
-        result = run(data, step=step, end=end)
 
+    def _assert_same(self, result):
         db_decisions = sorted(
             (d.decided_at, d.market.ticker, d.reason, d.count)
             for d in Decision.objects.filter(mode="replay").select_related("market")
@@ -103,8 +130,16 @@ class BacktestTests(SimpleTestCase):
             "brier_forecaster",
             "brier_market",
             "funnel",
+            "fill_rate",
+            "maker_share",
+            "fees_by_type",
+            "orders",
         ):
             self.assertIn(key, report)
+        filled = sum(D(f) for f in report["fees_by_type"].values())
+        self.assertEqual(filled, D(report["fees"]))
+        self.assertGreater(D(report["maker_share"]), 0)  # resting orders met recorded trades
+        self.assertLess(D(report["fill_rate"]), 1)  # a stale snapshot's depth is used once
 
     def test_a_what_if_replays_recorded_answers_without_the_forecaster(self):
         base = run(self.data)
@@ -185,6 +220,8 @@ class BacktestCommandTests(TestCase):
             )
             report = json.loads(out.read_text())
         self.assertIn("P&L after fees", text)
+        self.assertIn("fill rate", text)
+        self.assertIn("maker share", text)
         run_ = BacktestRun.objects.get()
         self.assertEqual(run_.report["trades"], report["trades"])
         self.assertTrue(run_.answers)

@@ -157,7 +157,13 @@ def _text(r: dict) -> str:
     lines = [
         f"Backtest {r['data_from']} → {r['data_to']} with forecaster {r['forecaster']}",
         f"  steps {r['steps']}, market-steps {r['market_steps']}, decisions {r['decisions']}",
-        f"  trades {r['trades']}, fills {r['fills']}, fees ${r['fees']}",
+        f"  trades {r['trades']}, fills {r['fills']}, fees ${r['fees']} "
+        f"(taker ${r['fees_by_type']['taker']}, maker ${r['fees_by_type']['maker']})",
+        f"  orders {r['orders'].get('placed', 0)} (rejected {r['orders'].get('rejected', 0)}, "
+        f"canceled {r['orders'].get('canceled', 0)}, resting at the end "
+        f"{r['orders'].get('resting_at_end', 0)}); fill rate {r['fill_rate']} "
+        f"({r['contracts_filled']} of {r['contracts_ordered']} contracts), "
+        f"maker share {r['maker_share']}",
         f"  P&L after fees ${r['pnl_after_fees']} (equity ${r['final_equity']} from "
         f"${r['starting_cash']}), max drawdown {r['max_drawdown']}, "
         f"max exposure {r['max_exposure']}",
