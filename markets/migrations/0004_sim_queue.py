@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('markets', '0002_simulated_exchange'),
+        ('markets', '0003_fee_schedules'),
     ]
 
     operations = [
