@@ -415,3 +415,115 @@ def test_https_turns_on_the_secure_settings():
         TRUST_X_FORWARDED_PROTO="0",
     )
     assert plain.stdout.strip() == "False False"
+
+
+# --- Password reset: off without mail, under the lockout with it --------------------------------
+
+RESET_URLS = (
+    "/accounts/password_reset/",
+    "/accounts/password_reset/done/",
+    "/accounts/reset/MQ/set-password/",
+    "/accounts/reset/done/",
+)
+
+
+def test_password_reset_is_on_only_when_mail_is_configured():
+    show = "print(s.PASSWORD_RESET_ENABLED, s.EMAIL_BACKEND.rsplit('.', 2)[-2])"
+    cases = [
+        ({}, "False dummy"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "False console"),
+        ({"EMAIL_HOST": "smtp.example.com"}, "True smtp"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend"}, "True filebased"),
+    ]
+    for env, expected in cases:
+        result = import_settings(show, **{"EMAIL_HOST": "", "EMAIL_BACKEND": "", **env})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected, env
+
+
+@override_settings(PASSWORD_RESET_ENABLED=False)
+class PasswordResetOffTests(TestCase):
+    def setUp(self):
+        User.objects.create_user("ops", email="ops@example.com", password=PASSWORD)
+
+    def test_every_reset_page_is_404_and_nothing_is_sent_or_logged(self):
+        from django.core import mail
+
+        with self.assertNoLogs(level="ERROR"):
+            for url in RESET_URLS:
+                with self.subTest(url):
+                    self.assertEqual(self.client.get(url).status_code, 404)
+                    response = self.client.post(url, {"email": "ops@example.com"})
+                    self.assertEqual(response.status_code, 404)
+        self.assertEqual(mail.outbox, [])
+
+    def test_the_login_page_offers_no_reset_link(self):
+        page = self.client.get("/accounts/login/")
+        self.assertNotContains(page, "/accounts/password_reset/")
+        with self.settings(PASSWORD_RESET_ENABLED=True):
+            page = self.client.get("/accounts/login/")
+            self.assertContains(page, 'href="/accounts/password_reset/"')
+
+
+@override_settings(PASSWORD_RESET_ENABLED=True, AXES_FAILURE_LIMIT=3)
+class PasswordResetOnTests(TestCase):
+    def setUp(self):
+        self.user = User.objects.create_user("ops", email="ops@example.com", password=PASSWORD)
+
+    def reset(self, email: str = "ops@example.com", ip: str = "203.0.113.9"):
+        return self.client.post("/accounts/password_reset/", {"email": email}, REMOTE_ADDR=ip)
+
+    def test_a_reset_mails_a_working_link(self):
+        from django.core import mail
+
+        response = self.reset()
+        self.assertRedirects(response, "/accounts/password_reset/done/")
+        self.assertEqual(len(mail.outbox), 1)
+        self.assertIn("/accounts/reset/", mail.outbox[0].body)
+
+    def test_resets_are_throttled_like_logins(self):
+        from django.core import mail
+
+        for _ in range(2):
+            self.assertEqual(self.reset().status_code, 302)
+        self.assertEqual(self.reset().status_code, 429)  # the third reaches the limit
+        self.assertEqual(self.reset().status_code, 429)
+        self.assertEqual(len(mail.outbox), 2)
+        # Another client is not affected (the lockout is per address and client).
+        self.assertEqual(self.reset(ip="198.51.100.7").status_code, 302)
+
+    def test_a_client_locked_out_of_the_login_cannot_ask_for_resets(self):
+        from django.core import mail
+
+        for _ in range(3):
+            self.client.post(
+                "/accounts/login/",
+                {"username": "ops@example.com", "password": "wrong"},
+                REMOTE_ADDR="203.0.113.9",
+            )
+        self.assertEqual(self.reset().status_code, 429)
+        self.assertEqual(mail.outbox, [])
+
+
+# --- Headers: Content-Security-Policy and Permissions-Policy -----------------------------------
+
+
+class HeaderTests(TestCase):
+    def test_every_kind_of_response_carries_both_policies(self):
+        user = User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+        self.client.force_login(user)
+        for url in ("/", "/settings/", "/accounts/login/", "/admin/", "/health/", "/nope/"):
+            with self.subTest(url):
+                response = self.client.get(url)
+                csp = response.headers.get("Content-Security-Policy", "")
+                directives = dict(
+                    (part.split(" ", 1) + [""])[:2] for part in csp.split("; ") if part
+                )
+                self.assertEqual(directives.get("default-src"), "'self'")
+                self.assertEqual(directives.get("script-src"), "'self'")
+                self.assertEqual(directives.get("style-src"), "'self'")
+                self.assertEqual(directives.get("frame-ancestors"), "'none'")
+                self.assertNotIn("unsafe", csp)
+                policy = response.headers.get("Permissions-Policy", "")
+                for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()"):
+                    self.assertIn(feature, policy)
