@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from io import StringIO
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from config.logging import JsonFormatter, RedactSecretsFilter, _secret_values_reset
 from config.security import client_ip
+from trading.models import TradingState
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
@@ -527,3 +529,67 @@ class HeaderTests(TestCase):
                 policy = response.headers.get("Permissions-Policy", "")
                 for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()"):
                     self.assertIn(feature, policy)
+
+
+class _InlineCode(HTMLParser):
+    """Collects what a Content-Security-Policy without 'unsafe-inline' would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "style":
+            self.found.append("<style> element")
+        if tag == "script" and not names.get("src"):
+            # json_script data blocks are never executed: allowed.
+            if names.get("type") != "application/json":
+                self.found.append("inline <script>")
+        for name, value in attrs:
+            if name == "style":
+                self.found.append(f"style attribute on <{tag}>")
+            if name.startswith("on"):
+                self.found.append(f"{name} handler on <{tag}>")
+            if name in ("href", "src", "action") and (value or "").strip().lower().startswith(
+                "javascript:"
+            ):
+                self.found.append(f"javascript: URL on <{tag}>")
+
+
+@override_settings(TRADING_MODE="paper")
+class InlineCodeTests(TestCase):
+    """Every dashboard page runs under the policy: no inline script, style or handler."""
+
+    def test_no_page_has_inline_script_style_or_event_handler(self):
+        from django.core.cache import cache
+
+        from dashboard.cache import forget_generation
+        from tests.dashboard.test_pages import page_urls
+        from tests.dashboard.world import World, make_operator
+
+        world = World().grow(3)
+        pages = {**page_urls(world), "settings-armed": "/settings/", "403": "/"}
+        for name, url in pages.items():
+            cache.clear()
+            forget_generation()
+            self.client.logout()
+            if name == "403":
+                self.client.force_login(make_operator("no-role", roles=()))
+            else:
+                self.client.force_login(make_operator(f"desk-{name}"))
+            if name == "settings-armed":
+                TradingState.objects.filter(pk=1).update(live_armed=True)
+            with self.subTest(name):
+                response = self.client.get(url)
+                self.assertEqual(response.status_code, 403 if name == "403" else 200)
+                self.assertIn("script-src 'self'", response["Content-Security-Policy"])
+                parser = _InlineCode()
+                parser.feed(response.content.decode())
+                self.assertEqual(parser.found, [], url)
+        self.client.logout()
+        for url in ("/accounts/login/", "/accounts/password_change/"):
+            with self.subTest(url):
+                parser = _InlineCode()
+                parser.feed(self.client.get(url, follow=True).content.decode())
+                self.assertEqual(parser.found, [], url)
