@@ -308,3 +308,118 @@ class PermissionMatrixTests(TestCase):
             Order.objects.filter(purpose="exit").count(),
             int(state.live_armed),
         )
+
+
+# --- Arming asks again who you are ------------------------------------------------------------
+
+
+@override_settings(TRADING_MODE="paper", AXES_FAILURE_LIMIT=3)
+class ArmReauthenticationTests(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.user = make_operator("trader", roles=("live-trader",))
+
+    def setUp(self):
+        cache.clear()
+        forget_generation()
+        self.client.force_login(self.user)
+
+    def arm(self, **data):
+        return self.client.post(
+            reverse("dashboard:arm"),
+            {"confirmation": ARM_CONFIRMATION, **data},
+            REMOTE_ADDR="203.0.113.5",
+        )
+
+    def test_arming_needs_the_password_again(self):
+        for data in ({}, {"password": ""}, {"password": "not-my-password"}):
+            with self.subTest(data=data):
+                response = self.arm(**data)
+                self.assertRedirects(response, reverse("dashboard:settings"))
+                self.assertFalse(TradingState.load().live_armed)
+        self.assertRedirects(self.arm(password=PASSWORD), reverse("dashboard:settings"))
+        state = TradingState.load()
+        self.assertEqual((state.live_armed, state.armed_by), (True, self.user))
+
+    def test_wrong_passwords_at_the_arm_form_hit_the_login_lockout(self):
+        for _ in range(2):
+            self.assertEqual(self.arm(password="guess").status_code, 302)
+        self.assertEqual(self.arm(password="guess").status_code, 429)
+        # Locked out: even the right password does not arm now.
+        self.assertEqual(self.arm(password=PASSWORD).status_code, 429)
+        self.assertFalse(TradingState.load().live_armed)
+
+    def test_the_settings_page_asks_for_the_password(self):
+        page = self.client.get(reverse("dashboard:settings"))
+        self.assertContains(page, 'name="password"')
+        self.assertNotContains(page, 'name="otp_token"')
+
+    @override_settings(OTP_REQUIRED=True)
+    def test_with_two_factor_on_arming_needs_a_fresh_authenticator_code(self):
+        device = TOTPDevice.objects.create(user=self.user, name="phone", confirmed=True)
+        session = self.client.session
+        session["otp_device_id"] = device.persistent_id  # a verified session
+        session.save()
+        page = self.client.get(reverse("dashboard:settings"))
+        self.assertContains(page, 'name="otp_token"')
+        self.assertNotContains(page, 'name="password"')
+
+        self.arm(password=PASSWORD)  # the password alone is not enough
+        self.assertFalse(TradingState.load().live_armed)
+        self.arm(otp_token="000000" if _code(device) != "000000" else "111111")
+        self.assertFalse(TradingState.load().live_armed)
+        device.refresh_from_db()
+        self.assertEqual(device.throttling_failure_count, 1)  # django-otp's own throttle
+        device.throttle_reset()  # (it refuses any code for a second after a wrong one)
+        self.arm(otp_token=_code(device))
+        self.assertTrue(TradingState.load().live_armed)
+
+
+def _code(device: TOTPDevice) -> str:
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
+class RoleHelpersTests(TestCase):
+    def test_the_migration_made_a_group_per_role_with_its_permissions(self):
+        from django.contrib.auth.models import Group
+
+        for role, (group_name, perms) in ROLES.items():
+            with self.subTest(role):
+                group = Group.objects.get(name=group_name)
+                held = {
+                    f"{p.content_type.app_label}.{p.codename}"
+                    for p in group.permissions.select_related("content_type")
+                }
+                self.assertEqual(held, set(perms))
+
+    def test_staff_without_a_role_sees_no_dashboard_but_a_superuser_sees_all(self):
+        World()
+        staff = User.objects.create_user("staff", password=PASSWORD, is_staff=True)
+        self.client.force_login(staff)
+        self.assertEqual(self.client.get(reverse("dashboard:index")).status_code, 403)
+        boss = User.objects.create_superuser("boss", "b@example.com", PASSWORD)
+        self.client.force_login(boss)
+        self.assertEqual(self.client.get(reverse("dashboard:index")).status_code, 200)
+
+    def test_a_viewer_sees_no_control_and_a_read_only_risk_form(self):
+        World()
+        self.client.force_login(make_operator("watcher", roles=("viewer",)))
+        page = self.client.get(reverse("dashboard:settings"))
+        for control in ('id="halt"', 'id="pause"', 'id="arm"', 'id="save-risk"'):
+            self.assertNotContains(page, control)
+        self.assertContains(page, '<fieldset class="read-only" disabled>')
+
+    def test_the_page_cache_follows_a_role_granted_or_taken(self):
+        from trading import roles
+
+        World()
+        user = make_operator("changing", roles=("viewer",))
+        self.client.force_login(user)
+        self.assertNotContains(self.client.get(reverse("dashboard:settings")), 'id="halt"')
+        roles.grant(user, "operator")
+        self.assertContains(self.client.get(reverse("dashboard:settings")), 'id="halt"')
+        roles.revoke(user, "operator")
+        self.assertNotContains(self.client.get(reverse("dashboard:settings")), 'id="halt"')
