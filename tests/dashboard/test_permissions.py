@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal as D
+from io import StringIO
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.test import Client, TestCase, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -423,3 +425,44 @@ class RoleHelpersTests(TestCase):
         self.assertContains(self.client.get(reverse("dashboard:settings")), 'id="halt"')
         roles.revoke(user, "operator")
         self.assertNotContains(self.client.get(reverse("dashboard:settings")), 'id="halt"')
+
+
+class GrantRoleCommandTests(TestCase):
+    def run_command(self, *args: str) -> str:
+        out = StringIO()
+        call_command("grant_role", *args, stdout=out)
+        return out.getvalue()
+
+    def test_grant_list_and_revoke(self):
+        World()
+        user = User.objects.create_user("ann", password=PASSWORD)
+        self.client.force_login(user)
+        self.assertEqual(self.client.get(reverse("dashboard:index")).status_code, 403)
+
+        self.assertIn("ann: viewer, operator", self.run_command("ann", "operator", "viewer"))
+        self.assertEqual(self.client.get(reverse("dashboard:index")).status_code, 200)
+        self.assertIn("ann: viewer, operator", self.run_command("ann"))
+        self.assertIn("ann: viewer", self.run_command("ann", "operator", "--revoke"))
+        user = User.objects.get(pk=user.pk)
+        self.assertEqual(
+            (user.has_perm(VIEW), user.has_perm(OPERATE), user.is_staff), (True, False, False)
+        )
+
+    def test_create_prints_a_password_that_logs_in(self):
+        output = self.run_command("bob", "risk-manager", "--create")
+        password = re.search(r"password: (\S+)", output).group(1)
+        self.assertTrue(self.client.login(username="bob", password=password))
+        self.assertTrue(User.objects.get(username="bob").has_perm(CHANGE_RISK))
+
+    def test_bad_input_is_refused_and_changes_nothing(self):
+        User.objects.create_user("ann", password=PASSWORD)
+        for args, message in [
+            (("nobody", "viewer"), "No user 'nobody'"),
+            (("ann", "--create"), "already exists"),
+            (("ann", "--revoke"), "needs the role"),
+            (("ann", "viewer", "admin"), "Unknown role admin; the roles are viewer, operator"),
+        ]:
+            with self.subTest(args), self.assertRaisesMessage(CommandError, message):
+                call_command("grant_role", *args, stdout=StringIO())
+        self.assertFalse(User.objects.get(username="ann").groups.exists())
+        self.assertFalse(User.objects.filter(username="nobody").exists())
