@@ -4,7 +4,7 @@
 role            may
 ==============  ==============================================================================
 viewer          read every dashboard page (``trading.view_dashboard``)
-operator        viewer + halt, pause (reduce-only), resume, flatten, cancel, disarm
+operator        viewer + halt, pause (reduce-only), resume, flatten, disarm (and any cancel)
                 (``trading.operate_trading``)
 risk-manager    viewer + change the risk limits (``trading.change_risksettings``, the model
                 permission the admin uses too)

@@ -13,7 +13,7 @@ from trading import roles as desk_roles
 class Command(BaseCommand):
     help = (
         "Give USERNAME one or more roles (groups): viewer (every dashboard page, read-only), "
-        "operator (halt, pause, resume, flatten, cancel), risk-manager (risk limits), "
+        "operator (halt, pause, resume, flatten, disarm), risk-manager (risk limits), "
         "live-trader (arm live trading, with the password typed again). --revoke takes them "
         "away; with no role given, prints the user's roles."
     )
