@@ -79,7 +79,10 @@ class NoRoleTests(TestCase):
     def test_a_user_without_a_role_sees_no_page(self):
         for name in ("dashboard:index", "dashboard:positions", "dashboard:settings"):
             with self.subTest(name):
-                self.assertEqual(self.client.get(reverse(name)).status_code, 403)
+                response = self.client.get(reverse(name))
+                self.assertEqual(response.status_code, 403)
+                self.assertContains(response, "has no role", status_code=403)
+                self.assertNotContains(response, 'href="/positions/"', status_code=403)
 
 
 # --- The matrix -------------------------------------------------------------------------------
