@@ -4,7 +4,8 @@ Pages read through ``dashboard.queries`` (a fixed number of queries each), cache
 parts under the generation key (``dashboard.cache``), and render; the finished page is kept
 per user too (``cached_page``). The trading state is always read live, on every request: a
 halt must show at once. Controls are POST-only, CSRF-protected, call exactly one service,
-then redirect with a message.
+then redirect with a message. Every view checks a permission first (``requires``; the roles
+are in ``trading.roles``).
 """
 
 from __future__ import annotations
