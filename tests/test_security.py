@@ -514,7 +514,8 @@ class HeaderTests(TestCase):
     def test_every_kind_of_response_carries_both_policies(self):
         user = User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
         self.client.force_login(user)
-        for url in ("/", "/settings/", "/accounts/login/", "/admin/", "/health/", "/nope/"):
+        urls = ("/", "/settings/", "/accounts/login/", "/admin/", "/health/", "/health/live/")
+        for url in (*urls, "/nope/", "/accounts/password_reset/"):
             with self.subTest(url):
                 response = self.client.get(url)
                 csp = response.headers.get("Content-Security-Policy", "")

@@ -304,6 +304,25 @@ class PermissionMatrixTests(TestCase):
                         self.assertEqual(response.status_code, 403)
                         self.assertEqual(self.writes(), before)
 
+    def test_every_role_gets_the_right_answer_from_the_account_posts(self):
+        for role in ROLE_NAMES:
+            client = self.login_as(role)
+            with self.subTest(role=role, action="password_reset"):
+                response = client.post(reverse("password_reset"), {"email": "boss@example.com"})
+                self.assertEqual(response.status_code, 404)  # no mail configured
+            with self.subTest(role=role, action="password_change"):
+                response = client.post(reverse("password_change"), {})
+                if role == ANON:
+                    self.assertTrue(response["Location"].startswith("/accounts/login/"))
+                else:
+                    self.assertEqual(response.status_code, 200)  # the form, with its errors
+            with self.subTest(role=role, action="logout"):
+                response = client.post(reverse("logout"))
+                self.assertEqual(
+                    (response.status_code, response["Location"]), (302, "/accounts/login/")
+                )
+                self.assertEqual(client.get(reverse("dashboard:index")).status_code, 302)
+
     @staticmethod
     def writes() -> tuple[int, ...]:
         state = TradingState.load()
