@@ -36,6 +36,7 @@ _SECRET_SETTINGS = (
     "REDIS_URL",
     "REDIS_PASSWORD",
     "HEALTH_TOKEN",
+    "EMAIL_HOST_PASSWORD",
 )
 
 _secret_cache: tuple[str, ...] | None = None

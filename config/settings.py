@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_q",
     "health_check",
+    "csp",
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -60,6 +62,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Content-Security-Policy and Permissions-Policy on every response, the liveness answer
+    # too (see "Security"); headers only, no I/O.
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     # Answers /health/live/ before host validation and the SSL redirect (the container probe
     # speaks plain HTTP to 127.0.0.1); no I/O.
     "trading.health.LivenessMiddleware",
@@ -90,6 +96,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.passwords.context",
             ],
         },
     },
@@ -209,7 +216,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # The lockout check (django-axes) runs first, then the ordinary username/password check.
 AUTHENTICATION_BACKENDS = [
     "config.security.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, reading a user's permissions in one query (trading.roles).
+    "trading.roles.RoleBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -271,6 +279,67 @@ if HTTPS:
                 f"CSRF_TRUSTED_ORIGINS entries need a scheme (https://host), got {_origin!r}"
             )
 DEFAULT_EXCEPTION_REPORTER_FILTER = "config.logging.SecretsExceptionReporterFilter"
+
+# Content-Security-Policy (django-csp): everything from this origin only. No inline script,
+# style attribute or event handler runs; pages keep theirs in static/ (json_script data blocks
+# are not executed, so they need no exception). frame-ancestors repeats X-Frame-Options.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Permissions-Policy (django-permissions-policy): no page uses a device or sensor.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
+
+# --- Mail and password reset ----------------------------------------------------------------
+# Mail is configured when EMAIL_HOST is set, or EMAIL_BACKEND names a backend that sends
+# (not the console or dummy one). Without it nothing tries to send, and the password reset
+# pages answer 404 (the login page shows no link): an administrator sets a new password with
+# `manage.py changepassword`. With it, the reset form goes through the login lockout.
+EMAIL_HOST = env_str("EMAIL_HOST") or ""
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "kalshi-desk@localhost")
+_MAIL_OFF = (
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else _MAIL_OFF[1]
+)
+PASSWORD_RESET_ENABLED = EMAIL_BACKEND not in _MAIL_OFF
 
 # Addresses of the reverse proxies in front of the app server (IPs or networks, comma-separated).
 # Only a request arriving from one of them has its X-Forwarded-For believed, for the login

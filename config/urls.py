@@ -26,7 +26,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before the stock auth URLs so this login (throttled; TOTP when OTP_REQUIRED) wins.
     path("accounts/login/", DeskLoginView.as_view(), name="login"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # The stock auth pages; the password reset ones only when mail is configured.
+    path("accounts/", include("config.passwords")),
     path("health/", HealthPublicView.as_view(), name="health"),
     path("health/detail/", HealthDetailView.as_view(), name="health-detail"),
     path("health/live/", health_live, name="health-live"),

@@ -125,8 +125,11 @@ def page_response(
     if request.method != "GET" or len(messages.get_messages(request)):
         return build()
     user = request.user
+    # The user's permissions (read already, by the view's permission check) decide which
+    # controls a page shows: a role granted or taken away shows at once.
+    perms = tuple(sorted(user.get_all_permissions()))
     key = part_key(
-        "page", user.pk, user.get_username(), user.is_staff, request.get_full_path(), live
+        "page", user.pk, user.get_username(), user.is_staff, perms, request.get_full_path(), live
     )
     version = generation_key()
     content = _recent_pages.get(key, version)  # the response's bytes, as sent

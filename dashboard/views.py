@@ -4,7 +4,8 @@ Pages read through ``dashboard.queries`` (a fixed number of queries each), cache
 parts under the generation key (``dashboard.cache``), and render; the finished page is kept
 per user too (``cached_page``). The trading state is always read live, on every request: a
 halt must show at once. Controls are POST-only, CSRF-protected, call exactly one service,
-then redirect with a message.
+then redirect with a message. Every view checks a permission first (``requires``; the roles
+are in ``trading.roles``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth import authenticate
+from django.contrib.auth.decorators import login_required, user_passes_test
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -27,6 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from django_otp import match_token
 
 from dashboard import forms, queries
 from dashboard.cache import (
@@ -48,7 +51,23 @@ from trading.audit import (
     trading_state_set,
 )
 from trading.models import Decision, Position, RiskSettings, TradingState
+from trading.roles import ARM, CHANGE_RISK, OPERATE, VIEW
 from trading.services import position_flatten
+
+
+def requires(*perms: str) -> Callable:
+    """Guard a view: an anonymous visitor goes to the login page; a logged-in user holding
+    none of ``perms`` gets 403 (``trading.roles`` says who holds what)."""
+
+    def allowed(user: Any) -> bool:
+        if any(user.has_perm(perm) for perm in perms):
+            return True
+        raise PermissionDenied
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        return login_required(user_passes_test(allowed)(view))
+
+    return decorator
 
 
 def _render(
@@ -149,7 +168,7 @@ def _list_page(
     return cached_html(key, f"dashboard/{name}_body.html", build)
 
 
-@login_required
+@requires(VIEW)
 @cached_page(heartbeat=True)
 def index(request: HttpRequest) -> HttpResponse:
     state, now = _now(request)
@@ -163,7 +182,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/index.html", context)
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def markets(request: HttpRequest) -> HttpResponse:
     state, now = _now(request)
@@ -180,7 +199,7 @@ def markets(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/markets.html", {"state": state, "body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def market_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     # The header needs three columns; the cached body loads the whole market on a miss.
@@ -196,7 +215,7 @@ def market_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     return _render(request, "dashboard/market_detail.html", {"market": market, "body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def decisions(request: HttpRequest) -> HttpResponse:
     data = forms.with_mode_default(request.GET)
@@ -210,7 +229,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/decisions.html", {"body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # The page header needs a few columns; the body (the whole "why") is cached HTML and
@@ -239,7 +258,7 @@ def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _render(request, "dashboard/decision_detail.html", {"d": decision, "body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def funnel(request: HttpRequest) -> HttpResponse:
     state, now = _now(request)
@@ -257,7 +276,7 @@ def funnel(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/funnel.html", {**context, "today": timezone.localdate(now)})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def positions(request: HttpRequest) -> HttpResponse:
     state, now = _now(request)
@@ -271,7 +290,7 @@ def positions(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/positions.html", {"state": state, "body": body})
 
 
-@login_required
+@requires(VIEW)
 @never_cache
 def position_detail(request: HttpRequest, pk: int) -> HttpResponse:
     state, now = _now(request)
@@ -280,7 +299,7 @@ def position_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _render(request, "dashboard/position_detail.html", context)
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def orders(request: HttpRequest) -> HttpResponse:
     body = _list_page(
@@ -293,7 +312,7 @@ def orders(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/orders.html", {"body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def fills(request: HttpRequest) -> HttpResponse:
     body = _list_page(
@@ -306,7 +325,7 @@ def fills(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/fills.html", {"body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def performance(request: HttpRequest) -> HttpResponse:
     mode = settings.TRADING_MODE
@@ -318,7 +337,7 @@ def performance(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/performance.html", {"body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page()
 def calibration(request: HttpRequest) -> HttpResponse:
     def build() -> dict[str, Any]:
@@ -330,7 +349,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/calibration.html", {"body": body})
 
 
-@login_required
+@requires(VIEW)
 @cached_page(risk=True)
 def settings_page(request: HttpRequest) -> HttpResponse:
     return _settings(request, forms.RiskSettingsForm(instance=queries.risk_settings()))
@@ -356,6 +375,7 @@ def _settings(request: HttpRequest, form: forms.RiskSettingsForm) -> HttpRespons
         "fields": fields,
         "form": form,
         "confirmation": ARM_CONFIRMATION,
+        "otp_required": settings.OTP_REQUIRED,
         "live_configured": settings.TRADING_MODE == "live",
         "history": history,
     }
@@ -387,7 +407,7 @@ def _control(request: HttpRequest, action: Callable[[], Any], done: str) -> Http
     return _back(request)
 
 
-@login_required
+@requires(CHANGE_RISK)
 @require_POST
 def settings_risk(request: HttpRequest) -> HttpResponse:
     form = forms.RiskSettingsForm(request.POST, instance=RiskSettings.load())
@@ -406,7 +426,7 @@ def settings_risk(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:settings")
 
 
-@login_required
+@requires(OPERATE)
 @require_POST
 def trading_pause(request: HttpRequest) -> HttpResponse:
     reason = request.POST.get("reason", "").strip() or "paused from the dashboard"
@@ -419,7 +439,7 @@ def trading_pause(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@requires(OPERATE)
 @require_POST
 def trading_resume(request: HttpRequest) -> HttpResponse:
     return _control(
@@ -429,7 +449,7 @@ def trading_resume(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@requires(OPERATE)
 @require_POST
 def trading_halt(request: HttpRequest) -> HttpResponse:
     form = forms.HaltForm(request.POST)
@@ -443,9 +463,31 @@ def trading_halt(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+def _reauthentication_refused(request: HttpRequest) -> str | None:
+    """Why the user did not prove again who they are, or None when they did: the TOTP code
+    with OTP_REQUIRED, else the password. A wrong password goes through the login lockout
+    (django-axes counts it; past the limit the answer is its 429)."""
+    user = request.user
+    if settings.OTP_REQUIRED:
+        token = request.POST.get("otp_token", "").strip()
+        if token and match_token(user, token) is not None:
+            return None
+        return "Live trading was not armed: the authenticator code is wrong or missing."
+    password = request.POST.get("password", "")
+    if password:
+        again = authenticate(request, username=user.get_username(), password=password)
+        if again is not None and again.pk == user.pk:
+            return None
+    return "Live trading was not armed: your password is wrong or missing."
+
+
+@requires(ARM)
 @require_POST
 def live_arm(request: HttpRequest) -> HttpResponse:
+    refused = _reauthentication_refused(request)
+    if refused:
+        messages.error(request, refused)
+        return _back(request)
     confirmation = request.POST.get("confirmation", "")
     return _control(
         request,
@@ -454,7 +496,7 @@ def live_arm(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@requires(OPERATE, ARM)
 @require_POST
 def live_disarm(request: HttpRequest) -> HttpResponse:
     return _control(
@@ -462,7 +504,7 @@ def live_disarm(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@requires(OPERATE)
 @require_POST
 def position_flatten_view(request: HttpRequest, pk: int) -> HttpResponse:
     position = get_object_or_404(Position.objects.select_related("market"), pk=pk)

@@ -541,6 +541,7 @@ from trading.models import JobRun
 call_command("migrate", verbosity=0)
 call_command("collectstatic", interactive=False, verbosity=0)
 User.objects.create_user("ops", password="correct-horse-battery", is_staff=True)
+call_command("grant_role", "ops", "viewer", verbosity=0)
 JobRun.objects.create(job="heartbeat", status="ok", finished_at=timezone.now())
 """
     subprocess.run(

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from io import StringIO
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from config.logging import JsonFormatter, RedactSecretsFilter, _secret_values_reset
 from config.security import client_ip
+from trading.models import TradingState
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
@@ -415,3 +417,180 @@ def test_https_turns_on_the_secure_settings():
         TRUST_X_FORWARDED_PROTO="0",
     )
     assert plain.stdout.strip() == "False False"
+
+
+# --- Password reset: off without mail, under the lockout with it --------------------------------
+
+RESET_URLS = (
+    "/accounts/password_reset/",
+    "/accounts/password_reset/done/",
+    "/accounts/reset/MQ/set-password/",
+    "/accounts/reset/done/",
+)
+
+
+def test_password_reset_is_on_only_when_mail_is_configured():
+    show = "print(s.PASSWORD_RESET_ENABLED, s.EMAIL_BACKEND.rsplit('.', 2)[-2])"
+    cases = [
+        ({}, "False dummy"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "False console"),
+        ({"EMAIL_HOST": "smtp.example.com"}, "True smtp"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend"}, "True filebased"),
+    ]
+    for env, expected in cases:
+        result = import_settings(show, **{"EMAIL_HOST": "", "EMAIL_BACKEND": "", **env})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected, env
+
+
+@override_settings(PASSWORD_RESET_ENABLED=False)
+class PasswordResetOffTests(TestCase):
+    def setUp(self):
+        User.objects.create_user("ops", email="ops@example.com", password=PASSWORD)
+
+    def test_every_reset_page_is_404_and_nothing_is_sent_or_logged(self):
+        from django.core import mail
+
+        with self.assertNoLogs(level="ERROR"):
+            for url in RESET_URLS:
+                with self.subTest(url):
+                    self.assertEqual(self.client.get(url).status_code, 404)
+                    response = self.client.post(url, {"email": "ops@example.com"})
+                    self.assertEqual(response.status_code, 404)
+        self.assertEqual(mail.outbox, [])
+
+    def test_the_login_page_offers_no_reset_link(self):
+        page = self.client.get("/accounts/login/")
+        self.assertNotContains(page, "/accounts/password_reset/")
+        with self.settings(PASSWORD_RESET_ENABLED=True):
+            page = self.client.get("/accounts/login/")
+            self.assertContains(page, 'href="/accounts/password_reset/"')
+
+
+@override_settings(PASSWORD_RESET_ENABLED=True, AXES_FAILURE_LIMIT=3)
+class PasswordResetOnTests(TestCase):
+    def setUp(self):
+        self.user = User.objects.create_user("ops", email="ops@example.com", password=PASSWORD)
+
+    def reset(self, email: str = "ops@example.com", ip: str = "203.0.113.9"):
+        return self.client.post("/accounts/password_reset/", {"email": email}, REMOTE_ADDR=ip)
+
+    def test_a_reset_mails_a_working_link(self):
+        from django.core import mail
+
+        response = self.reset()
+        self.assertRedirects(response, "/accounts/password_reset/done/")
+        self.assertEqual(len(mail.outbox), 1)
+        self.assertIn("/accounts/reset/", mail.outbox[0].body)
+
+    def test_resets_are_throttled_like_logins(self):
+        from django.core import mail
+
+        for _ in range(2):
+            self.assertEqual(self.reset().status_code, 302)
+        self.assertEqual(self.reset().status_code, 429)  # the third reaches the limit
+        self.assertEqual(self.reset().status_code, 429)
+        self.assertEqual(len(mail.outbox), 2)
+        # Another client is not affected (the lockout is per address and client).
+        self.assertEqual(self.reset(ip="198.51.100.7").status_code, 302)
+
+    def test_a_client_locked_out_of_the_login_cannot_ask_for_resets(self):
+        from django.core import mail
+
+        for _ in range(3):
+            self.client.post(
+                "/accounts/login/",
+                {"username": "ops@example.com", "password": "wrong"},
+                REMOTE_ADDR="203.0.113.9",
+            )
+        self.assertEqual(self.reset().status_code, 429)
+        self.assertEqual(mail.outbox, [])
+
+
+# --- Headers: Content-Security-Policy and Permissions-Policy -----------------------------------
+
+
+class HeaderTests(TestCase):
+    def test_every_kind_of_response_carries_both_policies(self):
+        user = User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+        self.client.force_login(user)
+        urls = ("/", "/settings/", "/accounts/login/", "/admin/", "/health/", "/health/live/")
+        for url in (*urls, "/nope/", "/accounts/password_reset/"):
+            with self.subTest(url):
+                response = self.client.get(url)
+                csp = response.headers.get("Content-Security-Policy", "")
+                directives = dict(
+                    (part.split(" ", 1) + [""])[:2] for part in csp.split("; ") if part
+                )
+                self.assertEqual(directives.get("default-src"), "'self'")
+                self.assertEqual(directives.get("script-src"), "'self'")
+                self.assertEqual(directives.get("style-src"), "'self'")
+                self.assertEqual(directives.get("frame-ancestors"), "'none'")
+                self.assertNotIn("unsafe", csp)
+                policy = response.headers.get("Permissions-Policy", "")
+                for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()"):
+                    self.assertIn(feature, policy)
+
+
+class _InlineCode(HTMLParser):
+    """Collects what a Content-Security-Policy without 'unsafe-inline' would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "style":
+            self.found.append("<style> element")
+        if tag == "script" and not names.get("src"):
+            # json_script data blocks are never executed: allowed.
+            if names.get("type") != "application/json":
+                self.found.append("inline <script>")
+        for name, value in attrs:
+            if name == "style":
+                self.found.append(f"style attribute on <{tag}>")
+            if name.startswith("on"):
+                self.found.append(f"{name} handler on <{tag}>")
+            if name in ("href", "src", "action") and (value or "").strip().lower().startswith(
+                "javascript:"
+            ):
+                self.found.append(f"javascript: URL on <{tag}>")
+
+
+@override_settings(TRADING_MODE="paper")
+class InlineCodeTests(TestCase):
+    """Every dashboard page runs under the policy: no inline script, style or handler."""
+
+    def test_no_page_has_inline_script_style_or_event_handler(self):
+        from django.core.cache import cache
+
+        from dashboard.cache import forget_generation
+        from tests.dashboard.test_pages import page_urls
+        from tests.dashboard.world import World, make_operator
+
+        world = World().grow(3)
+        pages = {**page_urls(world), "settings-armed": "/settings/", "403": "/"}
+        for name, url in pages.items():
+            cache.clear()
+            forget_generation()
+            self.client.logout()
+            if name == "403":
+                self.client.force_login(make_operator("no-role", roles=()))
+            else:
+                self.client.force_login(make_operator(f"desk-{name}"))
+            if name == "settings-armed":
+                TradingState.objects.filter(pk=1).update(live_armed=True)
+            with self.subTest(name):
+                response = self.client.get(url)
+                self.assertEqual(response.status_code, 403 if name == "403" else 200)
+                self.assertIn("script-src 'self'", response["Content-Security-Policy"])
+                parser = _InlineCode()
+                parser.feed(response.content.decode())
+                self.assertEqual(parser.found, [], url)
+        self.client.logout()
+        for url in ("/accounts/login/", "/accounts/password_change/"):
+            with self.subTest(url):
+                parser = _InlineCode()
+                parser.feed(self.client.get(url, follow=True).content.decode())
+                self.assertEqual(parser.found, [], url)

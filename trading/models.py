@@ -275,6 +275,13 @@ class TradingState(models.Model):
 
     class Meta:
         verbose_name = "trading state"
+        # The desk's roles are groups of these (trading.roles); the admin keeps its own
+        # model permissions. Changing the limits is the model permission change_risksettings.
+        permissions = [
+            ("view_dashboard", "Can view every dashboard page"),
+            ("operate_trading", "Can halt, pause and resume trading, flatten and cancel"),
+            ("arm_live_trading", "Can arm live trading (real orders)"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(pk=1), name="trading_state_single_row"),
             models.CheckConstraint(

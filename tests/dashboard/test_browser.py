@@ -203,8 +203,9 @@ def test_an_operator_works_the_dashboard_in_chromium(live_server, settings, monk
         b.submit("#resume")
         expect(page.locator("ul.messages")).to_contain_text("Trading resumed")
 
-        # Arming needs the typed confirmation.
+        # Arming needs the typed confirmation (and the password typed again).
         page.fill("#id_confirmation", "yes please")
+        page.fill("#id_arm_password", PASSWORD)
         b.submit("#arm")
         expect(page.locator("ul.messages li.error")).to_contain_text("exactly")
         b.shot("settings")

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from dashboard.cache import forget_generation, generation_key
 from tests.dashboard.urls import POST_ONLY, all_urls
-from tests.dashboard.world import World, make_operator
+from tests.dashboard.world import PASSWORD, World, make_operator
 from trading.audit import ARM_CONFIRMATION
 from trading.models import (
     Order,
@@ -101,10 +101,10 @@ class ControlTests(TestCase):
         )
 
     def test_arming_needs_the_typed_confirmation(self):
-        response = self.post("arm", {"confirmation": "arm it"})
+        response = self.post("arm", {"confirmation": "arm it", "password": PASSWORD})
         self.assertFalse(TradingState.load().live_armed)
         self.assertTrue(any("exactly" in m for m in messages_of(response)))
-        self.post("arm", {"confirmation": ARM_CONFIRMATION})
+        self.post("arm", {"confirmation": ARM_CONFIRMATION, "password": PASSWORD})
         state = TradingState.load()
         self.assertTrue(state.live_armed)
         self.assertEqual(state.armed_by, self.user)

@@ -50,9 +50,11 @@ class PageCacheTests(TestCase):
         with CaptureQueriesContext(connection) as warm:
             again = self.get("performance")
         tables = [q["sql"] for q in warm.captured_queries]
-        self.assertEqual(len(tables), 2, tables)  # the session's user and the live state
+        # The session's user, their permissions (one query) and the live state.
+        self.assertEqual(len(tables), 3, tables)
         self.assertIn("auth_user", tables[0])
-        self.assertIn("trading_tradingstate", tables[1])
+        self.assertIn("auth_permission", tables[1])
+        self.assertIn("trading_tradingstate", tables[2])
         self.assertContains(again, "Performance")
 
     def test_a_halt_made_outside_the_dashboard_shows_at_once(self):

@@ -25,6 +25,7 @@ from trading.models import (
     Settlement,
     TradingStateChange,
 )
+from trading.roles import ROLES, grant
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "recorded-small"
 PASSWORD = "a-long-test-password-for-the-desk"
@@ -76,8 +77,11 @@ TRADED_DETAILS = {
 }
 
 
-def make_operator(username: str = "operator"):
-    return get_user_model().objects.create_user(username=username, password=PASSWORD)
+def make_operator(username: str = "operator", roles: tuple[str, ...] = tuple(ROLES)):
+    """A desk user (not staff, not superuser) holding ``roles``: by default every role."""
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    grant(user, *roles)
+    return user
 
 
 class World:
