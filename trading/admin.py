@@ -135,9 +135,11 @@ class RiskSettingsAdmin(SingletonAdmin[RiskSettings]):
                     "take_profit_pct",
                     "max_hold_hours",
                     "exit_before_close_hours",
+                    "exit_floor_pct",
                 )
             },
         ),
+        ("Orders", {"fields": ("entry_order_ttl_seconds",)}),
         (
             "Forecasts and AI spend",
             {
