@@ -1352,7 +1352,7 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
         )
     )
     if any(o.status not in Order.RESTING_STATUSES or o.cancel_reason for o in on_market):
-        raise ValueError("An order on this market is being sent or cancelled; wait for it.")
+        raise ValueError("An order on this market is still open (being sent or cancelled); wait.")
     quote = _last_quote(position)
     bid = held_bid(position.side, quote)
     if bid is None:

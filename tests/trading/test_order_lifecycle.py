@@ -369,3 +369,31 @@ class HaltAndReduceOnlyTests(LifecycleTestCase):
         order.refresh_from_db()
         self.assertEqual(order.status, "canceled")
         self.assertEqual(len(self.exchange.requests), 1)
+
+
+class DecisionPageTests(LifecycleTestCase):
+    def test_the_decision_page_shows_each_repricing_step(self):
+        from tests.dashboard.world import make_operator
+
+        self.cycle()
+        for bid in ("0.65", "0.60", "0.55"):
+            self.quotes.clock += timedelta(minutes=5)
+            ask = str(D(bid) + D("0.02"))
+            self.set_quote(bid=bid, ask=ask, no_ask_depth=D("0"))
+            self.cycle()
+        last = Order.objects.filter(action="sell").latest("pk")
+        self.client.force_login(make_operator())
+        page = self.client.get(reverse("dashboard:decision", args=[last.decision_id]))
+        html = page.content.decode()
+        self.assertIn("Re-priced toward the bid", html)
+        self.assertIn('id="reprice-steps"', html)
+        first, second = Order.objects.filter(action="sell").order_by("pk")[:2]
+        self.assertIn(first.client_order_id, html)
+        self.assertIn(second.client_order_id, html)
+        self.assertIn("Re-priced toward the bid", html)
+        self.assertIn(
+            "Cancel: Re-priced toward the bid",
+            self.client.get(
+                reverse("dashboard:decision", args=[first.decision_id])
+            ).content.decode(),
+        )
