@@ -646,6 +646,7 @@ class Order(models.Model):
         REDUCE_ONLY = "reduce_only", "Reduce-only mode"
         HALT = "halt", "Halt with cancel"
         FLATTEN = "flatten", "Replaced by a flatten"
+        EXIT = "exit", "The position is being exited"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)

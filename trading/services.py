@@ -1196,6 +1196,7 @@ def track_run(
     ):
         open_orders.setdefault(order.market_id, []).append(order)
     exits: list[PlannedDecision] = []
+    cancels = 0
     for position in Position.objects.open().filter(mode=mode).select_related("market"):
         quote = by_ticker.get(position.market.ticker)
         bid = held_bid(position.side, quote)
@@ -1218,6 +1219,7 @@ def track_run(
                     order, Order.CancelReason.REPRICE, now=now
                 ):
                     report.add("cancel_reprice")
+                    cancels += 1
             continue
         if any(o.action == "sell" or o.status not in Order.RESTING_STATUSES for o in on_market):
             continue  # an exit being sent, cancelled or of unknown outcome: wait for it
@@ -1230,6 +1232,10 @@ def track_run(
             continue
         if signal_ is None:
             continue
+        for order in on_market:  # an entry remainder still resting: it must not add more
+            if order.action == "buy" and cancel_request(order, Order.CancelReason.EXIT, now=now):
+                report.add("cancel_exit")
+                cancels += 1
         result = strategy.DecisionResult(
             reason=Reason.EXIT,
             side=signal_.side,
@@ -1248,6 +1254,9 @@ def track_run(
             )
         )
     decisions_write(exits, mode=mode, run=run, now=now)
+    if cancels:
+        # Sent now, so that a confirmed cancel frees its market for this cycle's execute.
+        cancels_send(exchange=exchange, mode=mode, now=now, report=report)
     return report
 
 

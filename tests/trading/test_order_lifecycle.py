@@ -299,6 +299,25 @@ class ExitRepricingTests(LifecycleTestCase):
         self.assertEqual(len(set(self.exchange.cancels)), 3)
 
 
+class ExitWithRestingEntryTests(LifecycleTestCase):
+    def test_a_stop_loss_cancels_the_entry_remainder_and_exits_in_the_same_cycle(self):
+        entry = self.rest_an_entry(depth_at_send="40")
+        self.set_quote(bid="0.40", ask="0.42", depth="0")
+        services.reconcile_run(exchange=self.exchange, mode="paper", now=T0)
+        # Within the entry's lifetime the market collapses; nobody sells at the old price.
+        self.quotes.clock = T0 + timedelta(seconds=60)
+        self.set_quote(bid="0.20", ask="0.22", yes_ask_depth=D("0"), no_ask_depth=D("100"))
+        self.cycle()
+        entry.refresh_from_db()
+        self.assertEqual((entry.status, entry.cancel_reason), ("canceled", "exit"))
+        exit_order = Order.objects.get(purpose="exit")
+        self.assertEqual((exit_order.status, exit_order.count), ("filled", D("40")))
+        self.assertEqual(
+            Decision.objects.get(pk=exit_order.decision_id).details["exit"], "stop_loss"
+        )
+        self.assertEqual(Position.objects.get().status, "closed")
+
+
 class FlattenTests(LifecycleTestCase):
     def test_flatten_cancels_a_resting_exit_and_replaces_it(self):
         self.cycle()
