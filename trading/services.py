@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.logging import redact
@@ -327,15 +327,18 @@ def decide_run(
         .values_list("market_id", flat=True)
         .distinct()
     )
-    # An entry cancelled unfilled at its expiry does not stand: the market is decided again
-    # at the new price (unless a later decision on it stands).
-    expired_entries = Order.objects.filter(
-        mode=mode,
-        purpose=Order.Purpose.OPEN,
-        status=Order.Status.CANCELED,
-        cancel_reason=Order.CancelReason.ENTRY_TTL,
-        created_at__gt=recent_since,
-    ).values_list("market_id", "decision_id")
+    # An entry that expired (cancelled by us at its expiry, or by the exchange) does not
+    # stand: the market is decided again at the new price (unless a later decision stands).
+    expired_entries = (
+        Order.objects.filter(
+            mode=mode,
+            purpose=Order.Purpose.OPEN,
+            status__in=(Order.Status.CANCELED, Order.Status.EXPIRED),
+            created_at__gt=recent_since,
+        )
+        .filter(Q(cancel_reason=Order.CancelReason.ENTRY_TTL) | Q(expires_at__lte=now))
+        .values_list("market_id", "decision_id")
+    )
     for market_id, decision_id in expired_entries:
         if not Decision.objects.filter(mode=mode, market_id=market_id, pk__gt=decision_id).exists():
             recently_analysed.discard(market_id)

@@ -183,6 +183,19 @@ class EntryExpiryTests(LifecycleTestCase):
         self.assertEqual((second.yes_price, second.status), (D("0.45"), "filled"))
         self.assertEqual(self.exchange.cancels, [first.exchange_order_id])
 
+    def test_an_entry_the_exchange_expired_is_booked_and_the_market_decided_again(self):
+        first = self.rest_an_entry()
+        # Kalshi drops the order at its expiration_time; it reads back as canceled.
+        SimOrder.objects.filter(client_order_id=first.client_order_id).update(status="canceled")
+        self.quotes.clock = T0 + timedelta(minutes=5)
+        self.set_quote(bid="0.43", ask="0.45", depth="100")
+        self.cycle()
+        first.refresh_from_db()
+        self.assertEqual((first.status, first.cancel_reason), ("canceled", ""))
+        self.assertEqual(self.exchange.cancels, [])
+        second = Order.objects.exclude(pk=first.pk).get(purpose="open")
+        self.assertEqual((second.yes_price, second.status), (D("0.45"), "filled"))
+
     def test_an_entry_not_yet_expired_keeps_resting(self):
         order = self.rest_an_entry()
         self.quotes.clock = T0 + timedelta(seconds=60)
