@@ -381,6 +381,18 @@ class HaltAndReduceOnlyTests(LifecycleTestCase):
         self.assertEqual((order.status, order.cancel_reason), ("canceled", "halt"))
         self.assertEqual(SimOrder.objects.get().status, "canceled")
 
+    def test_halt_cancel_orders_keeps_the_halt_when_the_exchange_is_unreachable(self):
+        order = self.rest_an_entry()
+        with mock.patch("trading.exchanges.exchange_for", side_effect=RuntimeError("no keys")):
+            out = call_command("halt", "--reason", "stop", "--cancel-orders")
+        self.assertIn("the next cycle sends them", out)
+        self.assertEqual(TradingState.load().state, "halted")
+        order.refresh_from_db()
+        self.assertEqual((order.status, order.cancel_reason), ("acked", "halt"))
+        self.cycle()
+        order.refresh_from_db()
+        self.assertEqual(order.status, "canceled")
+
     def test_halt_without_the_option_leaves_resting_orders(self):
         order = self.rest_an_entry()
         call_command("halt", "--reason", "look first")

@@ -30,8 +30,14 @@ class Command(BaseCommand):
             from trading.exchanges import exchange_for
 
             mode = settings.TRADING_MODE
-            exchange = exchange_for(mode)
-            report = cancels_send(exchange=exchange, mode=mode, now=exchange.now())
+            try:
+                exchange = exchange_for(mode)
+                report = cancels_send(exchange=exchange, mode=mode, now=exchange.now())
+            except Exception as exc:  # the halt and the cancel requests are committed already
+                return (
+                    f"{message}; cancels recorded but not sent now ({type(exc).__name__}): "
+                    "the next cycle sends them"
+                )
             sent = report.counts.get("orders_canceled", 0)
             unsure = report.counts.get("cancels_unknown", 0) + report.counts.get(
                 "cancels_refused", 0
