@@ -858,6 +858,7 @@ class ExitTarget:
     chain_start: Decimal
     exit: str
     restarted: bool  # a stop-loss started a new chain at the bid
+    signal_details: dict[str, Any] = field(default_factory=dict)  # the stop-loss's numbers
 
 
 def _position_view(position: Position, bid: Decimal) -> strategy.PositionView:
@@ -890,11 +891,10 @@ def _exit_target(
     reason = details.get("exit", "")
     floor = (chain_start * limits.exit_floor_pct).quantize(CENT, rounding=ROUND_CEILING)
     signal_ = strategy.exit_signal(_position_view(position, bid), limits, now=now)
-    restarted = False
     if signal_ is not None and signal_.reason == strategy.ExitReason.STOP_LOSS:
         if reason != strategy.ExitReason.STOP_LOSS.value:
-            restarted, chain_start, floor, reason = True, bid, bid, signal_.reason.value
-    return ExitTarget(max(bid, floor), bid, floor, chain_start, reason, restarted)
+            return ExitTarget(bid, bid, bid, bid, signal_.reason.value, True, signal_.details)
+    return ExitTarget(max(bid, floor), bid, floor, chain_start, reason, False)
 
 
 def _reprice_target(
@@ -1287,7 +1287,7 @@ def _replacement(
     replaced: Order, position: Position, quote: MarketQuote, target: ExitTarget, now: datetime
 ) -> PlannedDecision:
     """The re-priced exit: same purpose and side, the position's count, the target price."""
-    previous = replaced.decision.details or {}
+    previous = target.signal_details if target.restarted else (replaced.decision.details or {})
     steps = [] if target.restarted else list(previous.get("reprice_steps") or [])
     steps.append(
         {
