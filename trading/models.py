@@ -163,8 +163,8 @@ class RiskSettings(models.Model):
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
         help_text=(
             "Lowest price a resting exit is re-priced to, as a fraction of the first price of "
-            "its chain (0.50 = half of it; 0 = follow the bid all the way). A stop-loss "
-            "starts a new chain at the bid."
+            "its chain (0.50 = half of it; 0 = follow the bid all the way). A new exit "
+            "signal (e.g. a stop-loss) starts a new chain at the bid."
         ),
     )
     updated_at = models.DateTimeField(default=timezone.now)

@@ -857,8 +857,8 @@ class ExitTarget:
     floor: Decimal
     chain_start: Decimal
     exit: str
-    restarted: bool  # a stop-loss started a new chain at the bid
-    signal_details: dict[str, Any] = field(default_factory=dict)  # the stop-loss's numbers
+    restarted: bool  # a new exit signal started a new chain at the bid
+    signal_details: dict[str, Any] = field(default_factory=dict)  # that signal's numbers
 
 
 def _position_view(position: Position, bid: Decimal) -> strategy.PositionView:
@@ -882,7 +882,8 @@ def _exit_target(
 ) -> ExitTarget | None:
     """The price the exit ``order`` (resting or just cancelled) is re-priced to: the bid of
     the side held, but not below the chain's floor (``exit_floor_pct`` of the chain's first
-    price); a stop-loss signal starts a new chain at the bid. None without a bid."""
+    price); an exit signal other than the chain's own starts a new chain at the bid. None
+    without a bid."""
     bid = held_bid(position.side, quote)
     if bid is None or not (ZERO < bid < 1) or position.count <= 0:
         return None
@@ -891,9 +892,10 @@ def _exit_target(
     reason = details.get("exit", "")
     floor = (chain_start * limits.exit_floor_pct).quantize(CENT, rounding=ROUND_CEILING)
     signal_ = strategy.exit_signal(_position_view(position, bid), limits, now=now)
-    if signal_ is not None and signal_.reason == strategy.ExitReason.STOP_LOSS:
-        if reason != strategy.ExitReason.STOP_LOSS.value:
-            return ExitTarget(bid, bid, bid, bid, signal_.reason.value, True, signal_.details)
+    if signal_ is not None and signal_.reason.value != reason:
+        # A new signal (a stop-loss while a take-profit exit rests, the close drawing near...)
+        # starts a new chain at the bid.
+        return ExitTarget(bid, bid, bid, bid, signal_.reason.value, True, signal_.details)
     return ExitTarget(max(bid, floor), bid, floor, chain_start, reason, False)
 
 

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='risksettings',
             name='exit_floor_pct',
-            field=markets.money.RatioField(decimal_places=6, default=Decimal('0.50'), help_text='Lowest price a resting exit is re-priced to, as a fraction of the first price of its chain (0.50 = half of it; 0 = follow the bid all the way). A stop-loss starts a new chain at the bid.', max_digits=9, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))]),
+            field=markets.money.RatioField(decimal_places=6, default=Decimal('0.50'), help_text='Lowest price a resting exit is re-priced to, as a fraction of the first price of its chain (0.50 = half of it; 0 = follow the bid all the way). A new exit signal (e.g. a stop-loss) starts a new chain at the bid.', max_digits=9, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))]),
         ),
         migrations.AlterField(
             model_name='decision',
