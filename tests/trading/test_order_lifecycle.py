@@ -252,18 +252,20 @@ class CancelProtocolTests(LifecycleTestCase):
         order.refresh_from_db()
         self.assertEqual(order.status, "canceled")
 
-    def test_a_cancel_refused_because_the_order_filled_is_resolved_by_reconcile(self):
+    def test_a_cancel_refused_because_the_order_is_gone_is_resolved_by_reconcile(self):
         order = self.rest_an_entry()
         self.quotes.clock = now = T0 + timedelta(minutes=5)
-        # The order fills on the exchange before our cancel arrives.
-        self.set_quote(bid="0.40", ask="0.42", depth="100")
-        self.exchange.tick()
+        # The exchange expired the order itself just before our cancel arrived.
+        SimOrder.objects.filter(client_order_id=order.client_order_id).update(status="canceled")
         report = services.cancels_run(exchange=self.exchange, mode="paper", now=now, quotes=[])
         self.assertEqual(report.counts.get("cancels_refused"), 1, report.counts)
+        order.refresh_from_db()
+        self.assertEqual(order.status, "acked")  # booked by reconcile, not guessed
+        self.assertIn("refused", order.cancel_error)
         services.reconcile_run(exchange=self.exchange, mode="paper", now=now)
         order.refresh_from_db()
-        self.assertEqual((order.status, order.filled_count), ("filled", D("100")))
-        self.assertEqual(Position.objects.get(status="open").count, D("100"))
+        self.assertEqual(order.status, "canceled")
+        self.assertEqual(len(self.exchange.cancels), 1)
 
 
 class ExitRepricingTests(LifecycleTestCase):
@@ -297,14 +299,13 @@ class ExitRepricingTests(LifecycleTestCase):
         *_, third = step("0.30")
         self.assertEqual((third.status, third.yes_price), ("acked", D("0.33")))
         self.assertEqual(len(step("0.30")), 3)  # at the floor: nothing more to do
-        # The stop-loss still works while the exit rests: at 0.25 it re-prices to the bid.
-        *_, fourth = step("0.25")
-        self.assertEqual((fourth.status, fourth.yes_price), ("acked", D("0.25")))
+        # The stop-loss still works while the exit rests: at 0.25, with buyers there, the
+        # resting exit is re-priced to the bid, where it fills.
+        *_, fourth = step("0.25", depth="100")
+        self.assertEqual((fourth.status, fourth.yes_price), ("filled", D("0.25")))
         details = Decision.objects.get(pk=fourth.decision_id).details
         self.assertEqual(details["exit"], "stop_loss")
-        # A buyer appears at the bid: the resting exit fills and the position closes.
-        orders = step("0.25", depth="100")
-        self.assertEqual(orders[-1].status, "filled")
+        self.assertEqual(details["reprice_steps"][0]["from_price"], "0.3300")
         position.refresh_from_db()
         self.assertEqual(position.status, "closed")
         self.assertEqual(SimOrder.objects.filter(action="sell", status="resting").count(), 0)
