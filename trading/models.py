@@ -193,6 +193,14 @@ class RiskSettings(models.Model):
                 & Q(ai_daily_budget__gte=0),
                 name="risk_settings_fractions_in_range",
             ),
+            models.CheckConstraint(
+                condition=Q(exit_floor_pct__gte=0, exit_floor_pct__lte=1)
+                & Q(entry_order_ttl_seconds__gte=10),
+                name="risk_settings_order_lifecycle_in_range",
+                violation_error_message=(
+                    "The exit floor is a fraction in [0, 1] and entries live at least 10 s."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -442,3 +442,18 @@ class DecisionPageTests(LifecycleTestCase):
                 reverse("dashboard:decision", args=[first.decision_id])
             ).content.decode(),
         )
+
+
+class LifecycleConstraintTests(TestCase):
+    def test_the_database_refuses_a_cancel_without_a_reason_and_limits_out_of_range(self):
+        from django.db import IntegrityError, transaction
+
+        from tests.base import make_decision, make_order
+
+        order = make_order(make_decision(make_market()))
+        with self.assertRaises(IntegrityError), transaction.atomic():
+            Order.objects.filter(pk=order.pk).update(cancel_requested_at=_wall())
+        RiskSettings.load()
+        for bad in ({"exit_floor_pct": D("1.5")}, {"entry_order_ttl_seconds": 5}):
+            with self.subTest(bad), self.assertRaises(IntegrityError), transaction.atomic():
+                RiskSettings.objects.filter(pk=1).update(**bad)
