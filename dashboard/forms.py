@@ -148,8 +148,15 @@ class RiskSettingsForm(forms.ModelForm):
         ),
         (
             "Exits",
-            ("stop_loss_pct", "take_profit_pct", "max_hold_hours", "exit_before_close_hours"),
+            (
+                "stop_loss_pct",
+                "take_profit_pct",
+                "max_hold_hours",
+                "exit_before_close_hours",
+                "exit_floor_pct",
+            ),
         ),
+        ("Orders", ("entry_order_ttl_seconds",)),
         (
             "Forecasts and AI",
             ("ai_daily_budget", "forecast_ttl_minutes", "forecast_price_move", "skill_min_settled"),
@@ -179,3 +186,4 @@ class HaltForm(forms.Form):
         strip=True,
         widget=forms.TextInput(attrs={"placeholder": "Why trading stops"}),
     )
+    cancel_orders = forms.BooleanField(required=False, label="Also cancel all our resting orders")

@@ -52,7 +52,7 @@ from trading.audit import (
 )
 from trading.models import Decision, Position, RiskSettings, TradingState
 from trading.roles import ARM, CHANGE_RISK, OPERATE, VIEW
-from trading.services import position_flatten
+from trading.services import halt, position_flatten
 
 
 def requires(*perms: str) -> Callable:
@@ -453,13 +453,14 @@ def trading_resume(request: HttpRequest) -> HttpResponse:
 @require_POST
 def trading_halt(request: HttpRequest) -> HttpResponse:
     form = forms.HaltForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    valid = form.is_valid()
+    reason = form.cleaned_data["reason"] if valid else ""
+    cancel_orders = bool(valid and form.cleaned_data["cancel_orders"])
     return _control(
         request,
-        lambda: trading_state_set(
-            state=TradingState.State.HALTED, reason=reason, user=request.user
-        ),
-        "Trading halted: no order is sent until it is resumed.",
+        lambda: halt(reason, user=request.user, cancel_orders=cancel_orders),
+        "Trading halted: no order is sent until it is resumed."
+        + (" Resting orders are cancelled by the next cycle." if cancel_orders else ""),
     )
 
 

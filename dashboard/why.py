@@ -24,6 +24,7 @@ FILTERS: tuple[tuple[Reason, str, str | None], ...] = (
     (Reason.SKIP_CLOSE_TIME, "Closes within the allowed window", "hours_to_close"),
     (Reason.SKIP_CATEGORY, "Category not excluded", "category"),
     (Reason.SKIP_OPEN_POSITION, "No position already open", None),
+    (Reason.SKIP_ENTRY_RESTING, "No entry order resting", None),
     (Reason.SKIP_ORDER_PENDING, "No order pending", None),
     (Reason.SKIP_RECENTLY_ANALYSED, "Not analysed recently", None),
     (Reason.SKIP_NO_QUOTE, "An executable quote", "yes_ask"),

@@ -248,6 +248,11 @@ class KalshiExchange:
                 client_order_id=request.client_order_id,
                 reduce_only=request.reduce_only,
                 buy_max_cost=buy_max_cost,
+                # Unix seconds on the wire; Kalshi takes an expiry with good-till-canceled only.
+                expiration_time=request.expiration_time
+                if request.time_in_force == "good_till_canceled"
+                else None,
+                post_only=request.post_only,
             )
         except kalshi.OrderRequestError as exc:
             raise OrderRejected(exc.message, code="invalid_order") from None

@@ -135,9 +135,11 @@ class RiskSettingsAdmin(SingletonAdmin[RiskSettings]):
                     "take_profit_pct",
                     "max_hold_hours",
                     "exit_before_close_hours",
+                    "exit_floor_pct",
                 )
             },
         ),
+        ("Orders", {"fields": ("entry_order_ttl_seconds",)}),
         (
             "Forecasts and AI spend",
             {
@@ -456,12 +458,12 @@ class OrderAdmin(ReadOnlyAdmin[Order]):
         "status",
         "fees_display",
     )
-    list_filter = ("status", "mode", "purpose", "side", "action", "time_in_force")
+    list_filter = ("status", "mode", "purpose", "side", "action", "time_in_force", "cancel_reason")
     list_select_related = ("market",)
     search_fields = ("=client_order_id", "=exchange_order_id", "^market__ticker")
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
-    raw_id_fields = ("decision", "market")
+    raw_id_fields = ("decision", "market", "replaces")
     show_full_result_count = False
     readonly_fields = ("book_side", "side_price_display", "max_cost_display", "fills_link")
 

@@ -150,6 +150,23 @@ class RiskSettings(models.Model):
             "before it may open trades; 0 turns the gate off."
         ),
     )
+    entry_order_ttl_seconds = models.PositiveIntegerField(
+        default=120,
+        validators=[MinValueValidator(10), MaxValueValidator(7 * 24 * 3600)],
+        help_text=(
+            "Seconds an entry order may rest unfilled: sent to the exchange as its expiry, and "
+            "cancelled by the first cycle after it (the market is then decided again)."
+        ),
+    )
+    exit_floor_pct = RatioField(
+        default=Decimal("0.50"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text=(
+            "Lowest price a resting exit is re-priced to, as a fraction of the first price of "
+            "its chain (0.50 = half of it; 0 = follow the bid all the way). A new exit "
+            "signal (e.g. a stop-loss) starts a new chain at the bid."
+        ),
+    )
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -175,6 +192,14 @@ class RiskSettings(models.Model):
                 & Q(kelly_fraction__gte=0, kelly_fraction__lte=1)
                 & Q(ai_daily_budget__gte=0),
                 name="risk_settings_fractions_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(exit_floor_pct__gte=0, exit_floor_pct__lte=1)
+                & Q(entry_order_ttl_seconds__gte=10),
+                name="risk_settings_order_lifecycle_in_range",
+                violation_error_message=(
+                    "The exit floor is a fraction in [0, 1] and entries live at least 10 s."
+                ),
             ),
         ]
 
@@ -223,6 +248,8 @@ class RiskSettings(models.Model):
         "forecast_ttl_minutes",
         "forecast_price_move",
         "skill_min_settled",
+        "entry_order_ttl_seconds",
+        "exit_floor_pct",
     )
 
     @property
@@ -552,8 +579,16 @@ class Decision(models.Model):
 
 class OrderQuerySet(models.QuerySet["Order"]):
     def blocking(self) -> OrderQuerySet:
-        """Orders whose exchange outcome is not known: they block their market."""
-        return self.filter(status__in=Order.BLOCKING_STATUSES)
+        """Orders whose exchange outcome is not known, or resting with a cancel wanted or in
+        flight: they block their market until reconciliation (or the cancel) settles them."""
+        return self.filter(
+            Q(status__in=Order.BLOCKING_STATUSES)
+            | (Q(status__in=Order.RESTING_STATUSES) & ~Q(cancel_reason=""))
+        )
+
+    def resting(self) -> OrderQuerySet:
+        """Accepted by the exchange and not finished: what may still fill."""
+        return self.filter(status__in=Order.RESTING_STATUSES)
 
     def open(self) -> OrderQuerySet:
         return self.filter(status__in=Order.OPEN_STATUSES)
@@ -614,8 +649,19 @@ class Order(models.Model):
         S.EXPIRED: frozenset(),
     }
     BLOCKING_STATUSES = (S.SUBMITTING, S.UNKNOWN)
+    RESTING_STATUSES = (S.ACKED, S.PARTIALLY_FILLED)
     OPEN_STATUSES = (S.APPROVED, S.SUBMITTING, S.UNKNOWN, S.ACKED, S.PARTIALLY_FILLED)
     del S
+
+    CLOSING_PURPOSES = (Purpose.EXIT, Purpose.FLATTEN)  # reduce-only sells of a position
+
+    class CancelReason(models.TextChoices):
+        ENTRY_TTL = "entry_ttl", "Entry not filled in time"
+        REPRICE = "reprice", "Re-priced toward the bid"
+        REDUCE_ONLY = "reduce_only", "Reduce-only mode"
+        HALT = "halt", "Halt with cancel"
+        FLATTEN = "flatten", "Replaced by a flatten"
+        EXIT = "exit", "The position is being exited"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -643,6 +689,30 @@ class Order(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    # The lifecycle after the exchange accepts an order (see docs/ORDER_LIFECYCLE.md).
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Entries: when the order stops resting (sent as expiry)."
+    )
+    cancel_reason = models.CharField(
+        max_length=16,
+        choices=CancelReason.choices,
+        blank=True,
+        help_text="Why we want this order cancelled; set before anything is sent.",
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Committed just before the one cancel request is sent (exchange time).",
+    )
+    cancel_error = models.CharField(max_length=500, blank=True)
+    replaces = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replaced_by",
+        help_text="The resting exit this order re-prices (cancel-and-replace).",
+    )
 
     objects = OrderQuerySet.as_manager()
 
@@ -666,6 +736,11 @@ class Order(models.Model):
                 condition=~Q(status__in=["acked", "partially_filled", "filled"])
                 | Q(exchange_order_id__isnull=False),
                 name="order_acked_has_exchange_id",
+            ),
+            # A cancel is sent only for a reason recorded first.
+            models.CheckConstraint(
+                condition=Q(cancel_requested_at__isnull=True) | ~Q(cancel_reason=""),
+                name="order_cancel_has_reason",
             ),
         ]
 

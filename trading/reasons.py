@@ -22,6 +22,7 @@ class Reason(StrEnum):
     SKIP_RECENTLY_ANALYSED = "skip_recently_analysed"
     SKIP_NO_QUOTE = "skip_no_quote"
     SKIP_ORDER_PENDING = "skip_order_pending"
+    SKIP_ENTRY_RESTING = "skip_entry_resting"
     # Forecast
     NO_FORECAST = "no_forecast"
     AI_BUDGET_EXHAUSTED = "ai_budget_exhausted"
@@ -58,6 +59,7 @@ REASON_LABELS: dict[Reason, str] = {
     Reason.SKIP_RECENTLY_ANALYSED: "Analysed recently",
     Reason.SKIP_NO_QUOTE: "No executable quote",
     Reason.SKIP_ORDER_PENDING: "Order pending or of unknown outcome",
+    Reason.SKIP_ENTRY_RESTING: "Entry order still resting",
     Reason.NO_FORECAST: "No forecast",
     Reason.AI_BUDGET_EXHAUSTED: "AI budget exhausted",
     Reason.INVALID_FORECAST: "Invalid forecast output",

@@ -22,12 +22,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.logging import redact
@@ -42,8 +42,9 @@ from markets.exchange import (
     OrderRejected,
     OrderRequest,
 )
+from markets.fees import DEFAULT_FEES, order_fee
 from markets.models import Market
-from markets.money import MONEY_QUANTUM, PRICE_QUANTUM, ZERO
+from markets.money import CENT, MONEY_QUANTUM, PRICE_QUANTUM, ZERO
 from markets.services import market_store
 from trading import ledger, strategy
 from trading.audit import trading_state_set
@@ -85,10 +86,19 @@ def risk_limits() -> strategy.RiskLimits:
     return strategy.RiskLimits.from_object(RiskSettings.load())
 
 
-def halt(reason: str, user=None) -> TradingState:
-    """The kill switch: no order is sent until an operator resumes trading."""
+def halt(reason: str, user=None, *, cancel_orders: bool = False) -> TradingState:
+    """The kill switch: no order is sent until an operator resumes trading.
+
+    ``cancel_orders`` also withdraws every intent not yet sent and asks to cancel every order
+    resting on the exchange (``orders_cancel_all``); cancels still go out while halted.
+    """
     logger.warning("Trading halted: %s", reason)
-    return trading_state_set(state=TradingState.State.HALTED, reason=reason, user=user)
+    with transaction.atomic():
+        state = trading_state_set(state=TradingState.State.HALTED, reason=reason, user=user)
+        if cancel_orders:
+            asked = orders_cancel_all(reason=Order.CancelReason.HALT)
+            logger.warning("Halt: %d orders to cancel", asked)
+    return state
 
 
 def lease_acquire(name: str, *, owner: str, ttl: timedelta | None = None) -> int | None:
@@ -146,6 +156,14 @@ def held_bid(side: str | None, quote: MarketQuote | None) -> Decimal | None:
 def portfolio_view(
     *, exchange: Exchange, mode: str, quotes: dict[str, MarketQuote], now: datetime
 ) -> strategy.PortfolioView:
+    """The account as the strategy sees it, with what may still fill counted as exposure.
+
+    Every open buy order (an intent not yet sent, one being sent or of unknown outcome, and the
+    unfilled remainder of one resting on the exchange) counts at its limit price plus its fee
+    (``markets.fees.order_fee`` with the market's fee schedule when quoted, taker rate) toward
+    its category's exposure and the cash it may still take (``committed``). A market with any
+    open order is pending; one with a resting entry is not a candidate for another entry.
+    """
     cash = exchange.balance()
     open_positions = list(Position.objects.open().filter(mode=mode).select_related("market"))
     equity = cash
@@ -162,11 +180,47 @@ def portfolio_view(
         .values_list("equity", flat=True)
         .first()
     )
-    pending = set(
-        Order.objects.filter(
-            mode=mode, status__in=Order.BLOCKING_STATUSES + ("approved",)
-        ).values_list("market__ticker", flat=True)
+    pending: set[str] = set()
+    resting_entries: set[str] = set()
+    committed = ZERO
+    open_orders = Order.objects.filter(mode=mode, status__in=Order.OPEN_STATUSES).values_list(
+        "market__ticker",
+        "market__category",
+        "status",
+        "purpose",
+        "action",
+        "side",
+        "yes_price",
+        "count",
+        "filled_count",
+        "cancel_reason",
     )
+    for (
+        ticker,
+        category,
+        status,
+        purpose,
+        action,
+        side,
+        yes_price,
+        count,
+        filled,
+        why,
+    ) in open_orders:
+        pending.add(ticker)
+        if status in Order.RESTING_STATUSES and purpose == Order.Purpose.OPEN and not why:
+            resting_entries.add(ticker)
+        if action != "buy":
+            continue
+        remaining = count - filled
+        if remaining <= 0:
+            continue
+        side_price = yes_price if side == "yes" else 1 - yes_price
+        quote = quotes.get(ticker)
+        fee = order_fee(remaining, side_price, fees=quote.fees if quote else DEFAULT_FEES)
+        cost = remaining * side_price + fee
+        committed += cost
+        exposure[category] = exposure.get(category, ZERO) + cost
     return strategy.PortfolioView(
         cash=cash,
         equity=equity,
@@ -176,6 +230,8 @@ def portfolio_view(
         daily_pnl=(equity - opening) if opening is not None else ZERO,
         pending_tickers=frozenset(pending),
         trading_state=TradingState.load().state,
+        resting_entry_tickers=frozenset(resting_entries),
+        committed=committed,
     )
 
 
@@ -277,6 +333,21 @@ def decide_run(
         .values_list("market_id", flat=True)
         .distinct()
     )
+    # An entry that expired (cancelled by us at its expiry, or by the exchange) does not
+    # stand: the market is decided again at the new price (unless a later decision stands).
+    expired_entries = (
+        Order.objects.filter(
+            mode=mode,
+            purpose=Order.Purpose.OPEN,
+            status__in=(Order.Status.CANCELED, Order.Status.EXPIRED),
+            created_at__gt=recent_since,
+        )
+        .filter(Q(cancel_reason=Order.CancelReason.ENTRY_TTL) | Q(expires_at__lte=now))
+        .values_list("market_id", "decision_id")
+    )
+    for market_id, decision_id in expired_entries:
+        if not Decision.objects.filter(mode=mode, market_id=market_id, pk__gt=decision_id).exists():
+            recently_analysed.discard(market_id)
     portfolio = portfolio_view(exchange=exchange, mode=mode, quotes=by_ticker, now=now)
     if portfolio.trading_state == TradingState.State.ACTIVE and strategy.daily_loss_breached(
         portfolio, limits
@@ -344,6 +415,7 @@ class PlannedDecision:
     forecast: dict[str, Any] | None = None  # the Forecast row's columns (see _forecast_row)
     purpose: str = Order.Purpose.OPEN
     action: str = "buy"
+    replaces_id: int | None = None  # the resting exit a re-priced exit replaces
 
 
 def decisions_write(
@@ -431,6 +503,7 @@ def _order_intent(row: PlannedDecision, decision_id: int, *, mode: str, now: dat
         count=result.count,
         max_cost=max_cost,
         status=Order.Status.APPROVED,
+        replaces_id=row.replaces_id,
     )
 
 
@@ -501,6 +574,7 @@ def execute_run(
         report.add("orders_gated", len(approved))
         logger.info("Orders held back: %s", blocked)
         return report
+    limits = risk_limits()
     for order in approved:
         if state.state == TradingState.State.REDUCE_ONLY and order.purpose == Order.Purpose.OPEN:
             order.transition(Order.Status.NOT_PLACED, error_message="reduce-only mode")
@@ -509,14 +583,46 @@ def execute_run(
         if Order.objects.blocking().filter(market=order.market, mode=mode).exists():
             report.add("orders_blocked_unknown")
             continue
+        if order.action == "sell" and not _sell_within_position(order, mode, report):
+            continue
         if lease_token is not None and not lease_held(LEASE_NAME, lease_token):
             report.add("lease_lost")
             break
-        if not order.transition(Order.Status.SUBMITTING, submitted_at=now, lease_token=lease_token):
+        lifecycle: dict[str, Any] = {}
+        if order.purpose == Order.Purpose.OPEN and order.time_in_force == Order.TimeInForce.GTC:
+            # Entries expire: Kalshi drops the order at this time, and the first cycle after it
+            # cancels it if it still rests (see cancels_run).
+            lifecycle["expires_at"] = now + timedelta(seconds=int(limits.entry_order_ttl_seconds))
+        if not order.transition(
+            Order.Status.SUBMITTING, submitted_at=now, lease_token=lease_token, **lifecycle
+        ):
             continue  # another process got there first
         _crash_point("before_send")
         _send_once(exchange, order, report)
     return report
+
+
+def _sell_within_position(order: Order, mode: str, report: CycleReport) -> bool:
+    """A sell never asks for more than our books hold (a re-priced or flatten order may have
+    been written before the last fills of the order it replaces): cut it to the position, or
+    drop it when nothing is left. False when it must not be sent."""
+    held = (
+        Position.objects.open()
+        .filter(mode=mode, market_id=order.market_id, side=order.side)
+        .values_list("count", flat=True)
+        .first()
+    ) or ZERO
+    if held <= 0:
+        order.transition(Order.Status.NOT_PLACED, error_message="no position left to sell")
+        report.add("orders_not_placed")
+        return False
+    if held < order.count:
+        updated = Order.objects.filter(pk=order.pk, status=Order.Status.APPROVED).update(
+            count=held, updated_at=timezone.now()
+        )
+        if updated:
+            order.count = held
+    return True
 
 
 def _send_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
@@ -529,7 +635,8 @@ def _send_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
         count=order.count,
         time_in_force=order.time_in_force,
         max_cost=order.max_cost,
-        reduce_only=order.purpose == Order.Purpose.EXIT,
+        reduce_only=order.purpose in Order.CLOSING_PURPOSES,
+        expiration_time=order.expires_at,
     )
     try:
         ack = exchange.place_order(request)
@@ -565,6 +672,256 @@ def _send_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
     order.transition(status, exchange_order_id=ack.order_id)
     _crash_point("after_commit")
     report.add("orders_placed")
+
+
+# --- Cancel ---------------------------------------------------------------------------------
+#
+# Cancels follow the create protocol: the reason is recorded first (``Order.cancel_reason``:
+# the order now blocks its market), ``cancel_requested_at`` is committed just before the one
+# request is sent, and the answer is booked; an unknown answer (timeout, 5xx) is resolved only
+# by reconcile, which reads the order's status on the exchange. Never a blind retry.
+
+
+def cancel_request(order: Order, reason: str, *, now: datetime | None = None) -> bool:
+    """Record that we want ``order`` cancelled (nothing is sent here).
+
+    An intent not yet sent is simply not placed. Returns False when there was nothing to do
+    (the order is finished, or a cancel is already wanted).
+    """
+    if order.status == Order.Status.APPROVED:
+        return order.transition(
+            Order.Status.NOT_PLACED, error_message=f"withdrawn before sending ({reason})"
+        )
+    updated = Order.objects.filter(
+        pk=order.pk, status__in=Order.RESTING_STATUSES, cancel_reason=""
+    ).update(cancel_reason=reason, updated_at=timezone.now())
+    if updated:
+        order.cancel_reason = reason
+    return updated == 1
+
+
+def cancels_send(
+    *,
+    exchange: Exchange,
+    mode: str,
+    now: datetime,
+    report: CycleReport | None = None,
+    lease_token: int | None = None,
+) -> CycleReport:
+    """Send each wanted cancel of ``mode`` once (claimed by a conditional UPDATE first)."""
+    report = report or CycleReport(mode, now)
+    wanted = list(
+        Order.objects.filter(
+            mode=mode, status__in=Order.RESTING_STATUSES, cancel_requested_at__isnull=True
+        )
+        .exclude(cancel_reason="")
+        .select_related("market")
+        .order_by("pk")
+    )
+    for order in wanted:
+        if lease_token is not None and not lease_held(LEASE_NAME, lease_token):
+            report.add("lease_lost")
+            break
+        claimed = Order.objects.filter(
+            pk=order.pk, status=order.status, cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now, updated_at=timezone.now())
+        if claimed != 1:
+            continue  # another process got there first, or the order moved on
+        order.cancel_requested_at = now
+        _crash_point("before_cancel_send")
+        _cancel_once(exchange, order, report)
+    return report
+
+
+def _cancel_once(exchange: Exchange, order: Order, report: CycleReport) -> None:
+    logger.info("Cancel sent: %s (%s)", order.client_order_id, order.cancel_reason)
+    try:
+        exchange.cancel_order(order.exchange_order_id or "", order.market.ticker)
+    except ExchangeAuthError:
+        _cancel_note(order, "HTTP 401: the exchange refused our credentials")
+        halt("the exchange rejected our credentials (HTTP 401): check the API key and the clock")
+        report.add("cancels_refused")
+        return
+    except OrderRejected as exc:
+        # No resting order by that id: it filled, expired or was cancelled already. Reconcile
+        # reads which from the exchange's order list.
+        _cancel_note(order, f"refused: {redact(exc.message)}")
+        report.add("cancels_refused")
+        return
+    except Exception as exc:  # timeout, 5xx, 429, parse error, bug: the outcome is unknown
+        message = exc.message if isinstance(exc, ExchangeError) else repr(exc)
+        _cancel_note(order, f"outcome unknown: {redact(message)}")
+        report.add("cancels_unknown")
+        return
+    _crash_point("after_cancel_send")
+    order.transition(Order.Status.CANCELED)
+    _crash_point("after_cancel_commit")
+    report.add("orders_canceled")
+
+
+def _cancel_note(order: Order, message: str) -> None:
+    Order.objects.filter(pk=order.pk).update(cancel_error=message[:500], updated_at=timezone.now())
+
+
+def _cancels_resolve(ex_orders, mode: str, exchange_now: datetime, report: CycleReport) -> None:
+    """Reconcile's part of the cancel protocol: a cancel whose order still rests on the
+    exchange a grace period after it was sent did not take effect (it was lost before it
+    arrived, or the process died before sending it); clear it so that the next cycle may send
+    one cancel again. A cancel that took effect shows as canceled (or the order as executed)
+    in the exchange's order list, and reconcile books that status as for any order."""
+    resting = {ex.client_order_id for ex in ex_orders if ex.status == "resting"}
+    stale = Order.objects.filter(
+        mode=mode,
+        status__in=Order.RESTING_STATUSES,
+        cancel_requested_at__lte=exchange_now - UNKNOWN_GRACE,
+        client_order_id__in=resting,
+    )
+    for order in stale:
+        cleared = Order.objects.filter(
+            pk=order.pk, cancel_requested_at=order.cancel_requested_at
+        ).update(
+            cancel_requested_at=None,
+            cancel_error="the cancel did not take effect; one more is sent next cycle",
+            updated_at=timezone.now(),
+        )
+        if cleared:
+            report.add("cancels_not_applied")
+
+
+def _entry_deadline(order: Order, limits: strategy.RiskLimits) -> datetime:
+    if order.expires_at is not None:
+        return order.expires_at
+    sent = order.submitted_at or order.created_at
+    return sent + timedelta(seconds=int(limits.entry_order_ttl_seconds))
+
+
+def cancels_run(
+    *,
+    exchange: Exchange,
+    mode: str,
+    now: datetime,
+    report: CycleReport | None = None,
+    quotes: list[MarketQuote] | None = None,
+    lease_token: int | None = None,
+) -> CycleReport:
+    """Decide which resting orders to cancel, record why, then send every wanted cancel once.
+
+    - an entry still resting at its expiry (``entry_order_ttl_seconds``); the market is then
+      decided again at the new price;
+    - every resting entry while trading is reduce-only;
+    - an exit or flatten resting above the bid of the side held (it cannot fill there): it is
+      re-priced, and ``track_run`` places its replacement once this cancel is confirmed;
+    - whatever a halt with cancel or a flatten asked to cancel.
+    """
+    report = report or CycleReport(mode, now)
+    state = TradingState.load().state
+    limits = risk_limits()
+    by_ticker = {q.ticker: q for q in (exchange.open_markets() if quotes is None else quotes)}
+    resting = list(
+        Order.objects.filter(mode=mode, status__in=Order.RESTING_STATUSES, cancel_reason="")
+        .select_related("market", "decision")
+        .order_by("pk")
+    )
+    positions = {
+        p.market_id: p
+        for p in Position.objects.open().filter(
+            mode=mode, market_id__in=[o.market_id for o in resting]
+        )
+    }
+    for order in resting:
+        reason = None
+        if order.purpose == Order.Purpose.OPEN:
+            if state == TradingState.State.REDUCE_ONLY:
+                reason = Order.CancelReason.REDUCE_ONLY
+            elif _entry_deadline(order, limits) <= now:
+                reason = Order.CancelReason.ENTRY_TTL
+        elif order.purpose in Order.CLOSING_PURPOSES and state != TradingState.State.HALTED:
+            position = positions.get(order.market_id)
+            quote = by_ticker.get(order.market.ticker)
+            if position is not None and _reprice_target(order, position, quote, limits, now):
+                reason = Order.CancelReason.REPRICE
+        if reason is not None and cancel_request(order, reason, now=now):
+            report.add(f"cancel_{reason}")
+    return cancels_send(
+        exchange=exchange, mode=mode, now=now, report=report, lease_token=lease_token
+    )
+
+
+def orders_cancel_all(*, reason: str, mode: str | None = None) -> int:
+    """Withdraw every intent not yet sent and ask to cancel every resting order (all modes
+    unless ``mode``); the next cycle (or ``cancels_send``) sends the cancels."""
+    orders = Order.objects.filter(status__in=(Order.Status.APPROVED,) + Order.RESTING_STATUSES)
+    if mode is not None:
+        orders = orders.filter(mode=mode)
+    return sum(cancel_request(order, reason) for order in orders)
+
+
+# --- Exits: re-pricing ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExitTarget:
+    """Where a resting exit should rest now: ``price`` (side terms), within its chain."""
+
+    price: Decimal
+    bid: Decimal
+    floor: Decimal
+    chain_start: Decimal
+    exit: str
+    restarted: bool  # a new exit signal started a new chain at the bid
+    signal_details: dict[str, Any] = field(default_factory=dict)  # that signal's numbers
+
+
+def _position_view(position: Position, bid: Decimal) -> strategy.PositionView:
+    return strategy.PositionView(
+        ticker=position.market.ticker,
+        side=position.side,
+        count=position.count,
+        avg_price=position.cost_basis / position.count,
+        opened_at=position.opened_at,
+        close_time=position.market.close_time,
+        bid=bid,
+    )
+
+
+def _exit_target(
+    order: Order,
+    position: Position,
+    quote: MarketQuote | None,
+    limits: strategy.RiskLimits,
+    now: datetime,
+) -> ExitTarget | None:
+    """The price the exit ``order`` (resting or just cancelled) is re-priced to: the bid of
+    the side held, but not below the chain's floor (``exit_floor_pct`` of the chain's first
+    price); an exit signal other than the chain's own starts a new chain at the bid. None
+    without a bid."""
+    bid = held_bid(position.side, quote)
+    if bid is None or not (ZERO < bid < 1) or position.count <= 0:
+        return None
+    details = order.decision.details or {}
+    chain_start = Decimal(details.get("chain_start") or order.side_price)
+    reason = details.get("exit", "")
+    floor = (chain_start * limits.exit_floor_pct).quantize(CENT, rounding=ROUND_CEILING)
+    signal_ = strategy.exit_signal(_position_view(position, bid), limits, now=now)
+    if signal_ is not None and signal_.reason.value != reason:
+        # A new signal (a stop-loss while a take-profit exit rests, the close drawing near...)
+        # starts a new chain at the bid.
+        return ExitTarget(bid, bid, bid, bid, signal_.reason.value, True, signal_.details)
+    return ExitTarget(max(bid, floor), bid, floor, chain_start, reason, False)
+
+
+def _reprice_target(
+    order: Order,
+    position: Position,
+    quote: MarketQuote | None,
+    limits: strategy.RiskLimits,
+    now: datetime,
+) -> ExitTarget | None:
+    """The new price for a resting exit that rests above the bid, or None to leave it."""
+    target = _exit_target(order, position, quote, limits, now)
+    if target is None or target.bid >= order.side_price:
+        return None  # no bid, or the order is marketable: it fills where it is
+    return target if target.price < order.side_price else None
 
 
 # --- Reconcile ------------------------------------------------------------------------------
@@ -698,6 +1055,7 @@ def _reconcile(
                 filled_count=ex.filled_count, fees_paid=ex.fees, updated_at=timezone.now()
             )
     exchange_now = exchange.now()
+    _cancels_resolve(ex_orders, mode, exchange_now, report)
     for order in ours.values():
         if order.client_order_id in seen_ids:
             continue
@@ -858,7 +1216,7 @@ def _apply_fill_to_position(ex, market: Market, mode: str, order: Order | None) 
         position.status = Position.Status.CLOSED
         position.closed_at = ex.executed_at
         position.close_reason = (
-            "exit" if order and order.purpose == Order.Purpose.EXIT else "netted"
+            "exit" if order and order.purpose in Order.CLOSING_PURPOSES else "netted"
         )
     position.save()
 
@@ -957,50 +1315,154 @@ def track_run(
     report: CycleReport | None = None,
     quotes: list[MarketQuote] | None = None,
 ) -> CycleReport:
-    """Turn exit signals (stop-loss, take-profit, max hold, ahead of close) into sell intents."""
+    """Turn exit signals (stop-loss, take-profit, max hold, ahead of close) into sell intents,
+    and keep resting exits moving toward the bid.
+
+    A position is evaluated every cycle, a resting exit or not. A resting exit above the bid is
+    marked for a re-price (``cancels_run`` sends the cancel); once that cancel is confirmed the
+    replacement is written here at the new price, with a new ``client_order_id``, each step
+    recorded in its decision's ``details["reprice_steps"]``. While an order on the market is
+    being sent, of unknown outcome or being cancelled, the position waits.
+    """
     report = report or CycleReport(mode, now)
     limits = risk_limits()
     by_ticker = {q.ticker: q for q in (exchange.open_markets() if quotes is None else quotes)}
-    pending = set(
-        Order.objects.filter(mode=mode, status__in=Order.OPEN_STATUSES).values_list(
-            "market_id", flat=True
-        )
-    )
+    open_orders: dict[int, list[Order]] = {}
+    for order in (
+        Order.objects.filter(mode=mode, status__in=Order.OPEN_STATUSES)
+        .select_related("decision")
+        .order_by("pk")
+    ):
+        open_orders.setdefault(order.market_id, []).append(order)
     exits: list[PlannedDecision] = []
+    cancels = 0
     for position in Position.objects.open().filter(mode=mode).select_related("market"):
-        if position.market_id in pending:
-            continue
         quote = by_ticker.get(position.market.ticker)
         bid = held_bid(position.side, quote)
-        if quote is None or bid is None:
+        if quote is None or bid is None or position.count <= 0:
             continue
-        view = strategy.PositionView(
-            ticker=position.market.ticker,
-            side=position.side,
-            count=position.count,
-            avg_price=position.cost_basis / position.count,
-            opened_at=position.opened_at,
-            close_time=position.market.close_time,
-            bid=bid,
-        )
-        signal_ = strategy.exit_signal(view, limits, now=now)
+        signal_ = strategy.exit_signal(_position_view(position, bid), limits, now=now)
+        if signal_ is not None:
+            report.add(f"exit_{signal_.reason.value}")
+        on_market = open_orders.get(position.market_id, [])
+        resting_exits = [
+            o
+            for o in on_market
+            if o.purpose in Order.CLOSING_PURPOSES
+            and o.status in Order.RESTING_STATUSES
+            and not o.cancel_reason
+        ]
+        if resting_exits:
+            for order in resting_exits:
+                if _reprice_target(order, position, quote, limits, now) and cancel_request(
+                    order, Order.CancelReason.REPRICE, now=now
+                ):
+                    report.add("cancel_reprice")
+                    cancels += 1
+            continue
+        if any(o.action == "sell" or o.status not in Order.RESTING_STATUSES for o in on_market):
+            continue  # an exit being sent, cancelled or of unknown outcome: wait for it
+        replaced = _repriced_exit(mode, position)
+        if replaced is not None:
+            target = _exit_target(replaced, position, quote, limits, now)
+            if target is not None:
+                exits.append(_replacement(replaced, position, quote, target, now))
+                report.add("exits_repriced")
+            continue
         if signal_ is None:
             continue
+        for order in on_market:  # an entry remainder still resting: it must not add more
+            if order.action == "buy" and cancel_request(order, Order.CancelReason.EXIT, now=now):
+                report.add("cancel_exit")
+                cancels += 1
         result = strategy.DecisionResult(
             reason=Reason.EXIT,
             side=signal_.side,
             price=signal_.price,
             count=signal_.count,
-            details={"exit": signal_.reason.value, **signal_.details},
+            details={
+                "exit": signal_.reason.value,
+                **signal_.details,
+                "chain_start": str(signal_.price),
+                "reprice_steps": [],
+            },
         )
         exits.append(
             PlannedDecision(
                 result, position.market_id, quote, purpose=Order.Purpose.EXIT, action="sell"
             )
         )
-        report.add(f"exit_{signal_.reason.value}")
     decisions_write(exits, mode=mode, run=run, now=now)
+    if cancels:
+        # Sent now, so that a confirmed cancel frees its market for this cycle's execute.
+        cancels_send(exchange=exchange, mode=mode, now=now, report=report)
     return report
+
+
+def _repriced_exit(mode: str, position: Position) -> Order | None:
+    """The exit this position's next exit replaces: the market's latest order, when it is an
+    exit or flatten we cancelled to re-price it."""
+    latest = (
+        Order.objects.filter(mode=mode, market_id=position.market_id)
+        .select_related("decision")
+        .order_by("-pk")
+        .first()
+    )
+    if (
+        latest is not None
+        and latest.purpose in Order.CLOSING_PURPOSES
+        and latest.status == Order.Status.CANCELED
+        and latest.cancel_reason == Order.CancelReason.REPRICE
+        and latest.side == position.side
+    ):
+        return latest
+    return None
+
+
+def _replacement(
+    replaced: Order, position: Position, quote: MarketQuote, target: ExitTarget, now: datetime
+) -> PlannedDecision:
+    """The re-priced exit: same purpose and side, the position's count, the target price."""
+    previous = target.signal_details if target.restarted else (replaced.decision.details or {})
+    steps = [] if target.restarted else list(previous.get("reprice_steps") or [])
+    steps.append(
+        {
+            "step": len(steps) + 1,
+            "at": now.isoformat(),
+            "replaces": replaced.client_order_id,
+            "from_price": str(replaced.side_price),
+            "price": str(target.price),
+            "bid": str(target.bid),
+            "floor": str(target.floor),
+        }
+    )
+    details = {
+        **{k: v for k, v in previous.items() if k not in ("reprice_steps", "chain_start")},
+        "exit": target.exit,
+        "ticker": position.market.ticker,
+        "side": position.side,
+        "count": str(position.count),
+        "bid": str(target.bid),
+        "now": now.isoformat(),
+        "chain_start": str(target.chain_start),
+        "floor": str(target.floor),
+        "reprice_steps": steps,
+    }
+    result = strategy.DecisionResult(
+        reason=Reason.EXIT,
+        side=position.side,
+        price=target.price,
+        count=position.count,
+        details=details,
+    )
+    return PlannedDecision(
+        result,
+        position.market_id,
+        quote,
+        purpose=replaced.purpose,
+        action="sell",
+        replaces_id=replaced.pk,
+    )
 
 
 def _last_quote(position: Position) -> MarketQuote | None:
@@ -1025,20 +1487,26 @@ def _last_quote(position: Position) -> MarketQuote | None:
 def position_flatten(*, position: Position, user=None, now: datetime | None = None) -> Order:
     """Operator action: sell the whole position at its current bid through the normal path.
 
-    Writes an EXIT decision and a reduce-only sell intent; the next cycle's execute sends it
-    (behind the same gates as every order). Refused while another order on the market is open.
+    Writes an EXIT decision and a reduce-only FLATTEN intent; the next cycle's execute sends it
+    (behind the same gates as every order). A resting exit (or entry remainder) on the market
+    is cancelled first through the cancel protocol: the flatten waits until that cancel is
+    confirmed. Refused while an order on the market is being sent or of unknown outcome.
     """
     if position.status != Position.Status.OPEN:
         raise ValueError("The position is not open.")
-    if Order.objects.filter(
-        mode=position.mode, market=position.market, status__in=Order.OPEN_STATUSES
-    ).exists():
-        raise ValueError("An order on this market is still open; wait for it to finish.")
+    on_market = list(
+        Order.objects.filter(
+            mode=position.mode, market=position.market, status__in=Order.OPEN_STATUSES
+        )
+    )
+    if any(o.status not in Order.RESTING_STATUSES or o.cancel_reason for o in on_market):
+        raise ValueError("An order on this market is still open (being sent or cancelled); wait.")
     quote = _last_quote(position)
     bid = held_bid(position.side, quote)
     if bid is None:
         raise ValueError("There is no bid to sell into.")
     now = now or timezone.now()
+    replaced = next((o for o in on_market if o.purpose in Order.CLOSING_PURPOSES), None)
     result = strategy.DecisionResult(
         reason=Reason.EXIT,
         side=position.side,
@@ -1048,18 +1516,29 @@ def position_flatten(*, position: Position, user=None, now: datetime | None = No
             "exit": "operator_flatten",
             "by": getattr(user, "username", "") or "operator",
             "bid": str(bid),
+            "chain_start": str(bid),
+            "reprice_steps": [],
+            **({"replaces": replaced.client_order_id} if replaced else {}),
         },
     )
-    [decision_id] = decisions_write(
-        [
-            PlannedDecision(
-                result, position.market_id, quote, purpose=Order.Purpose.EXIT, action="sell"
-            )
-        ],
-        mode=position.mode,
-        run=None,
-        now=now,
-    )
+    with transaction.atomic():
+        for order in on_market:
+            cancel_request(order, Order.CancelReason.FLATTEN, now=now)
+        [decision_id] = decisions_write(
+            [
+                PlannedDecision(
+                    result,
+                    position.market_id,
+                    quote,
+                    purpose=Order.Purpose.FLATTEN,
+                    action="sell",
+                    replaces_id=replaced.pk if replaced else None,
+                )
+            ],
+            mode=position.mode,
+            run=None,
+            now=now,
+        )
     return Order.objects.get(decision_id=decision_id)
 
 
@@ -1119,12 +1598,22 @@ def trading_cycle_run(
     run: JobRun | None = None,
     skill: Callable[[str], bool] | None = None,
 ) -> CycleReport:
-    """One full cycle: reconcile, decide, execute, track exits, execute, reconcile."""
+    """One full cycle: reconcile, cancel, decide, execute, track exits, execute, reconcile."""
     now = exchange.now()
     report = CycleReport(mode, now)
     # One read of the markets per cycle: every step below works at the same ``now``.
     quotes = exchange.open_markets()
     reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run, quotes=quotes)
+    # Expired entries, exits above the bid and whatever an operator asked: cancelled first; when
+    # any cancel went out, reconcile again so that decide and track see the final fills.
+    sent_before = report.counts.get("orders_canceled", 0) + report.counts.get("cancels_refused", 0)
+    cancels_run(
+        exchange=exchange, mode=mode, now=now, report=report, quotes=quotes, lease_token=token
+    )
+    if report.counts.get("orders_canceled", 0) + report.counts.get("cancels_refused", 0) > (
+        sent_before
+    ):
+        reconcile_run(exchange=exchange, mode=mode, now=now, report=report, run=run, quotes=quotes)
     reconciled_at = timezone.now()
     scored = ledger.forecasts_score(now=now, mode=mode)
     if scored:
@@ -1166,6 +1655,8 @@ def trading_cycle_run(
 
 __all__ = [
     "CycleReport",
+    "cancels_run",
+    "cancels_send",
     "decide_run",
     "execute_run",
     "reconcile_run",

@@ -168,6 +168,8 @@ class RiskLimits:
     reanalyse_minutes: int | Decimal = 60
     excluded_categories: tuple[str, ...] = ()
     max_contracts_per_order: int | Decimal = 1000
+    entry_order_ttl_seconds: int | Decimal = 120
+    exit_floor_pct: Decimal = Decimal("0.50")
 
     def __post_init__(self) -> None:
         _refuse_floats(self)
@@ -283,7 +285,12 @@ class PortfolioView:
     - ``open_positions``: markets with a non-zero position (pending orders not included).
     - ``pending_tickers``: markets with an order that is submitting or of unknown outcome, or
       otherwise still open; they block that market and count toward ``max_open_positions``.
-    - ``category_exposure``: cost of open positions (and open buy orders) per category.
+    - ``resting_entry_tickers``: markets with an entry order resting on the exchange; they are
+      not candidates for another entry and count toward ``max_open_positions``.
+    - ``category_exposure``: cost of open positions and of what open buy orders may still
+      buy (their unfilled quantity at the limit price, fees included) per category.
+    - ``committed``: the cash those open buy orders may still take (fees included); the cash
+      available for a new order is ``cash − committed``.
     - ``daily_pnl``: realized plus unrealized P&L since the start of the (UTC) day.
     """
 
@@ -295,6 +302,13 @@ class PortfolioView:
     daily_pnl: Decimal = ZERO
     pending_tickers: frozenset[str] = frozenset()
     trading_state: str = STATE_ACTIVE
+    resting_entry_tickers: frozenset[str] = frozenset()
+    committed: Decimal = ZERO
+
+    @property
+    def available_cash(self) -> Decimal:
+        """Cash not promised to open buy orders."""
+        return self.cash - self.committed
 
     def __post_init__(self) -> None:
         _refuse_floats(self)
@@ -337,9 +351,9 @@ def candidate_filter(
     """The first reason to skip this market before forecasting it, or None if it is a candidate.
 
     Time to close must be more than ``max(min_hours_to_close, exit_before_close_hours)`` and
-    at most ``max_days_to_close`` days. Order: status, volume, time to close, category, open position, order pending, recently
-    analysed, no executable quote on either side. The volume filter applies to every known
-    volume (0 included) and not to an unknown one (None).
+    at most ``max_days_to_close`` days. Order: status, volume, time to close, category, open
+    position, entry resting, order pending, recently analysed, no executable quote on either side.
+    The volume filter applies to every known volume (0 included) and not to an unknown one (None).
     """
     if view.status != "active":
         return Reason.SKIP_STATUS
@@ -360,6 +374,8 @@ def candidate_filter(
         return Reason.SKIP_CATEGORY
     if view.ticker in portfolio.open_tickers:
         return Reason.SKIP_OPEN_POSITION
+    if view.ticker in portfolio.resting_entry_tickers:
+        return Reason.SKIP_ENTRY_RESTING
     if view.ticker in portfolio.pending_tickers:
         return Reason.SKIP_ORDER_PENDING
     if last_analysed_at is not None:
@@ -645,19 +661,22 @@ def risk_check(
 
     - daily_loss: ``daily_pnl`` must stay above ``−max_daily_loss_pct × equity`` (at the limit
       new entries stop).
-    - open_positions: positions plus pending orders in other markets, with this one, at most
-      ``max_open_positions``.
+    - open_positions: positions plus pending or resting orders in other markets, with this
+      one, at most ``max_open_positions``.
     - position_size: ``order_cost ≤ max_position_pct × equity``.
-    - cash_reserve: ``cash − order_cost ≥ cash_reserve_pct × equity``.
+    - cash_reserve: ``cash − committed − order_cost ≥ cash_reserve_pct × equity`` (cash that
+      open buy orders may still take is not available).
     - category_exposure: ``exposure[category] + order_cost ≤ max_category_exposure_pct × equity``.
     """
     equity = portfolio.equity
     daily_limit = -(limits.max_daily_loss_pct * equity)
-    pending_elsewhere = portfolio.pending_tickers - portfolio.open_tickers
+    pending_elsewhere = (
+        portfolio.pending_tickers | portfolio.resting_entry_tickers
+    ) - portfolio.open_tickers
     positions_after = Decimal(portfolio.open_positions + len(pending_elsewhere) + 1)
     max_positions = Decimal(limits.max_open_positions)
     position_limit = limits.max_position_pct * equity
-    cash_after = portfolio.cash - order_cost
+    cash_after = portfolio.available_cash - order_cost
     reserve = limits.cash_reserve_pct * equity
     exposure_after = portfolio.category_exposure.get(category, ZERO) + order_cost
     exposure_limit = limits.max_category_exposure_pct * equity
@@ -843,7 +862,13 @@ def decide(
         return done(Reason.INSUFFICIENT_DEPTH, **seen)
 
     sizing = sizing_for(
-        edge, forecast, portfolio.equity, limits, depth, cash=portfolio.cash, fee_fn=fee_fn
+        edge,
+        forecast,
+        portfolio.equity,
+        limits,
+        depth,
+        cash=portfolio.available_cash,
+        fee_fn=fee_fn,
     )
     details.update(sizing.as_details())
     seen["kelly"] = sizing.kelly

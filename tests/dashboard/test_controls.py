@@ -161,7 +161,7 @@ class ControlTests(TestCase):
         self.assertIn(
             f"Exit order queued for {position.market.ticker}", " ".join(messages_of(response))
         )
-        order = Order.objects.get(market=position.market, status="approved", purpose="exit")
+        order = Order.objects.get(market=position.market, status="approved", purpose="flatten")
         self.assertEqual((order.action, order.side, order.count), ("sell", "yes", D("10")))
         self.assertEqual(order.decision.details["by"], self.user.username)
 

@@ -170,6 +170,28 @@ class KalshiExchangeTests(TestCase):
         with self.assertRaises(OrderRejected):
             self.ex.cancel_order("nope", TICKER)
 
+    def test_a_resting_order_carries_its_expiry_in_unix_seconds_and_cancels_go_to_v2(self):
+        expires = self.fake.now + timedelta(minutes=2)
+        placed = self.ex.place_order(request(price="0.30", expiration_time=expires))
+        [sent] = self.fake.calls(CREATE)
+        self.assertEqual(sent.json["expiration_time"], int(expires.timestamp()))
+        self.assertEqual(sent.json["time_in_force"], "good_till_canceled")
+        [read] = [o for o in self.ex.client.iter_orders() if o.order_id == placed.order_id]
+        self.assertEqual(read.expiration_time, expires.replace(microsecond=0))
+        self.ex.cancel_order(placed.order_id, TICKER)
+        [cancel] = self.fake.calls("DELETE /portfolio/events/orders/{order_id}")
+        self.assertEqual(cancel.query.get("market_ticker"), TICKER)
+
+    def test_an_immediate_order_is_sent_without_an_expiry(self):
+        self.ex.place_order(
+            request(
+                time_in_force="immediate_or_cancel",
+                expiration_time=self.fake.now + timedelta(minutes=2),
+            )
+        )
+        [sent] = self.fake.calls(CREATE)
+        self.assertNotIn("expiration_time", sent.json)
+
     def test_status(self):
         self.fake.trading_active = False
         status = self.ex.status()

@@ -247,7 +247,9 @@ class FlattenTests(TestCase):
         market.save()
         with CaptureQueriesContext(connection) as flatten:
             order = services.position_flatten(position=position)
-        self.assertEqual((order.purpose, order.action, order.status), ("exit", "sell", "approved"))
+        self.assertEqual(
+            (order.purpose, order.action, order.status), ("flatten", "sell", "approved")
+        )
         # An operator's action is committed durably (decide's own write need not wait).
         self.assertFalse(any("synchronous_commit" in q["sql"] for q in flatten.captured_queries))
         with self.assertRaises(ValueError):

@@ -37,7 +37,7 @@ class Command(BaseCommand):
         for p in open_positions[:20]:
             lines.append(f"  {p.market.ticker}: {p.count} {p.side.upper()} @ {p.avg_price:.4f}")
         blocking = Order.objects.blocking().filter(mode=mode).count()
-        lines.append(f"Orders of unknown outcome: {blocking}")
+        lines.append(f"Orders of unknown outcome or being cancelled: {blocking}")
         lines.append("Last runs:")
         for run in JobRun.objects.exclude(job="heartbeat")[:5]:
             lines.append(
