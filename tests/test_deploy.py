@@ -272,7 +272,7 @@ def test_entrypoint_web_migrates_under_a_lock_then_execs_gunicorn(fake_bin):
     calls = fake_bin("web", "--workers", "3")
     assert len(calls) == 2
     assert calls[0].startswith("python - <<")
-    for needle in ('call_command("migrate"', 'call_command("setup_schedules")', "pg_advisory_lock"):
+    for needle in ('call_command("migrate"', 'call_command("setup_schedules"', "pg_advisory_lock"):
         assert needle in calls[0]
     assert calls[1] == "gunicorn -c gunicorn.conf.py --workers 3"
 
@@ -709,3 +709,117 @@ def test_logs_are_json_and_never_show_the_health_token(proxied_site, browser):
     assert "/health/detail/" in nginx_log
     for text in ("\n".join(gunicorn_lines), nginx_log):
         assert proxied_site["token"] not in text
+
+
+# --- Defects found when the stack ran for real --------------------------------------------------
+
+
+def test_entrypoint_deploy_steps_log_json_lines_when_log_format_is_json(tmp_path):
+    """With LOG_FORMAT=json every line the web entrypoint prints before gunicorn starts (migrate,
+    setup_schedules) is one JSON object, so a log collector can parse all of it."""
+    bin_dir = Path(sys.executable).parent
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "SECRET_KEY", "LOG_"))
+    }
+    environment.update(
+        PATH=f"{bin_dir}:/usr/bin:/bin",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DEBUG="0",
+        VAR_DIR=str(tmp_path / "var"),
+        STATIC_ROOT=str(tmp_path),
+        LOG_FORMAT="json",
+        GUNICORN_BIND="127.0.0.1:0",
+    )
+    # gunicorn --check-config loads the settings and the app, then exits: the deploy steps ran.
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "web", "--check-config"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"a plain text line with LOG_FORMAT=json: {line!r}")
+    messages = [entry["message"] for entry in entries]
+    assert any("Applying trading.0001_initial" in message for message in messages), messages
+    assert any(message.startswith("Schedules:") for message in messages), messages
+    for entry in entries:
+        assert {"time", "level", "logger", "message"} <= set(entry)
+
+
+# --- The lock files ------------------------------------------------------------------------------
+
+LOCKS = {"requirements.lock": (), "requirements-dev.lock": ("dev",)}
+LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(\S+?)(\s*;[^\\]*)?\s*\\?$")
+
+
+def locked(path: Path) -> dict[str, dict]:
+    """name -> {version, hashes, via} for each package of a `make lock` file."""
+    from packaging.utils import canonicalize_name
+
+    packages: dict[str, dict] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        match = LOCK_LINE.match(line)
+        if match:
+            current = {"version": match.group(3), "hashes": 0, "via": []}
+            packages[canonicalize_name(match.group(1))] = current
+        elif current is not None and "--hash=sha256:" in line:
+            current["hashes"] += 1
+        elif current is not None and line.strip().startswith("#"):
+            current["via"].append(line.strip().lstrip("#").strip())
+    return packages
+
+
+@pytest.mark.parametrize("name", sorted(LOCKS))
+def test_the_lock_file_is_in_sync_with_pyproject(name):
+    """Every dependency in pyproject.toml is locked at a version it allows, every locked package
+    has a hash, and the lock names no direct dependency pyproject.toml no longer has: a
+    dependency added, changed or dropped without `make lock` fails here."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in LOCKS[name]:
+        wanted += project["optional-dependencies"][extra]
+    packages = locked(ROOT / name)
+    direct = set()
+    for text in wanted:
+        requirement = Requirement(text)
+        key = canonicalize_name(requirement.name)
+        direct.add(key)
+        assert key in packages, f"{requirement.name} is not in {name}: run make lock"
+        version = packages[key]["version"]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{name} has {requirement.name}=={version}, pyproject.toml asks {text}: run make lock"
+        )
+    from_pyproject = {
+        key
+        for key, package in packages.items()
+        if any(via.startswith(project["name"]) or "pyproject.toml" in via for via in package["via"])
+    }
+    assert from_pyproject == direct, f"{name} is stale: run make lock"
+    for key, package in packages.items():
+        assert package["hashes"] >= 1, f"{key} has no hash in {name}"
+    # Transitive dependencies are pinned too (Django brings asgiref and sqlparse).
+    assert {"asgiref", "sqlparse"} <= set(packages)
+
+
+def test_installs_use_the_hashed_lock_files():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r $(DEV_LOCK)" in makefile
+    assert "DEV_LOCK := requirements-dev.lock" in makefile
+    dockerfile = DOCKERFILE.read_text()
+    assert "COPY requirements.lock" in dockerfile
+    assert dockerfile.count("--require-hashes") == 2
