@@ -823,3 +823,51 @@ def test_installs_use_the_hashed_lock_files():
     dockerfile = DOCKERFILE.read_text()
     assert "COPY requirements.lock" in dockerfile
     assert dockerfile.count("--require-hashes") == 2
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    "files, limit",
+    [
+        # cgroup v2: "<quota> <period>" in cpu.max
+        ({"cpu.max": "100000 100000\n"}, 1),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "max 100000\n"}, None),
+        # cgroup v1, as Docker and podman mount it in a container: cpu,cpuacct or cpu
+        (
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "100000\n",
+                "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            },
+            1,
+        ),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "250000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-1", "v2-1.5", "v2-max", "v1-1", "v1-0.5", "v1-2.5", "v1-unlimited", "none"],
+)
+def test_gunicorn_reads_the_cpu_limit_from_cgroup_v1_and_v2(monkeypatch, tmp_path, files, limit):
+    conf = gunicorn_settings(monkeypatch)
+    cores = 64
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    root = write_files(tmp_path, files)
+    assert conf["cpu_count"](root) == (limit or cores)
+
+
+def test_gunicorn_starts_three_workers_under_a_one_cpu_cgroup_v1_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    conf = gunicorn_settings(monkeypatch)
+    root = write_files(
+        tmp_path, {"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    )
+    monkeypatch.setitem(conf["worker_count"].__globals__, "CGROUP_ROOT", root)
+    assert conf["worker_count"]() == 3
