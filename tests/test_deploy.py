@@ -458,35 +458,86 @@ def self_signed_certificate(directory: Path) -> None:
     )
 
 
-def nginx_config_for_test(work: Path, *, upstream: int, http: int, https: int) -> Path:
-    """docker/nginx.conf itself, with loopback ports and paths of this test put in."""
-    text = NGINX_CONF.read_text()
+# The environment compose.yml gives the nginx container, as the nginx image's entrypoint sees it
+# when it writes nginx.conf from the template.
+NGINX_ENVIRONMENT = {
+    "HOME": "/root",
+    "HOSTNAME": "nginx",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "NGINX_VERSION": "1.27.5",
+    "HTTPS_PORT": "443",
+    "TLS_CERTIFICATE": "fullchain.pem",
+    "TLS_CERTIFICATE_KEY": "privkey.pem",
+}
+
+
+def envsubst(text: str, environment: dict[str, str]) -> str:
+    """What the nginx image does to a template: ${NAME} and $NAME replaced for the variables
+    that are set in the environment, everything else (nginx's own $host, ...) left alone."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        return environment.get(name, match.group(0))
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace, text)
+
+
+def nginx_config_for_test(
+    work: Path,
+    *,
+    upstream: int | str,
+    http: int,
+    https: int,
+    environment: dict[str, str] | None = None,
+    text: str | None = None,
+    certs: Path | None = None,
+) -> Path:
+    """docker/nginx.conf itself, rendered as the nginx image renders it, with loopback ports and
+    the paths of this test put in. ``upstream`` is a port on 127.0.0.1, or host:port."""
+    rendered = envsubst(
+        NGINX_CONF.read_text() if text is None else text,
+        {**NGINX_ENVIRONMENT, "HTTPS_PORT": str(https), **(environment or {})},
+    )
+    if isinstance(upstream, int):
+        upstream = f"127.0.0.1:{upstream}"
+    # web's address (`set $desk_web http://<name>:8000;`, or an upstream block's server line).
+    rendered, count = re.subn(
+        r"(server\s+|http://)[A-Za-z0-9_.-]+:8000;", rf"\g<1>{upstream};", rendered
+    )
+    assert count, "docker/nginx.conf no longer names web's address"
     replacements = {
-        "server web:8000;": f"server 127.0.0.1:{upstream};",
         "listen 80 default_server;": f"listen 127.0.0.1:{http} default_server;",
         "listen 443 ssl default_server;": f"listen 127.0.0.1:{https} ssl default_server;",
-        "/etc/nginx/certs/": f"{work}/certs/",
+        "/etc/nginx/certs/": f"{certs or work / 'certs'}/",
         "pid /var/run/nginx.pid;": f"pid {work}/nginx.pid;",
         "access_log /dev/stdout desk;": f"access_log {work}/access.log desk;",
         "error_log /dev/stderr warn;": f"error_log {work}/error.log warn;",
-        "return 301 https://$host$request_uri;": f"return 301 https://$host:{https}$request_uri;",
         # The edge rate limit stays in place, loose enough for this test's own logins.
         "rate=20r/m;": "rate=600r/m;",
     }
     for old, new in replacements.items():
-        assert old in text, f"docker/nginx.conf no longer contains {old!r}"
-        text = text.replace(old, new)
+        assert old in rendered, f"docker/nginx.conf no longer contains {old!r}"
+        rendered = rendered.replace(old, new)
     temp = work / "temp"
-    temp.mkdir()
+    temp.mkdir(exist_ok=True)
     temp.chmod(0o777)
     paths = "".join(
         f"    {kind}_temp_path {temp}/{kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    text = text.replace("http {\n", "http {\n" + paths, 1)
+    rendered = rendered.replace("http {\n", "http {\n" + paths, 1)
     path = work / "nginx.conf"
-    path.write_text(text)
+    path.write_text(rendered)
     return path
+
+
+def nginx_test(nginx: str, work: Path, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [nginx, "-t", "-p", str(work), "-c", str(config), "-e", str(work / "error.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def nginx_binary() -> str | None:
@@ -871,3 +922,177 @@ def test_gunicorn_starts_three_workers_under_a_one_cpu_cgroup_v1_limit(monkeypat
     )
     monkeypatch.setitem(conf["worker_count"].__globals__, "CGROUP_ROOT", root)
     assert conf["worker_count"]() == 3
+
+
+# --- nginx: certificates, the upstream, the redirect, the network -----------------------------
+
+
+def compose_config(tmp_path: Path, **environment: str) -> dict:
+    """`docker compose config` of compose.yml with .env.example and ``environment``: the stack
+    exactly as Docker would run it."""
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+    env.update(environment)
+    result = subprocess.run(
+        [
+            *command,
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(COMPOSE),
+            "--env-file",
+            str(ROOT / ".env.example"),
+            "config",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(host path, container path) of a rendered service's bind mounts, short or long syntax."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((volume["source"], volume["target"]))
+        else:
+            source, target = volume.split(":")[:2]
+            if source.startswith(("/", ".")):
+                mounts.append((source, target))
+    return mounts
+
+
+def networks_of(service: dict) -> dict[str, dict]:
+    networks = service.get("networks") or {}
+    if isinstance(networks, list):
+        return {name: {} for name in networks}
+    return {name: settings or {} for name, settings in networks.items()}
+
+
+def nginx_upstream_hosts() -> set[str]:
+    return set(re.findall(r"http://([A-Za-z0-9_.-]+):8000", NGINX_CONF.read_text())) | set(
+        re.findall(r"^\s*server\s+([A-Za-z0-9_.-]+):8000", NGINX_CONF.read_text(), re.M)
+    )
+
+
+def test_nginx_reaches_web_over_the_backend_network_only(tmp_path):
+    """The name nginx proxies to exists only on the backend network, so Docker's DNS can only
+    answer it with web's backend address and nginx connects from its own backend address, the
+    one web trusts for X-Forwarded-For. A service name would resolve on every network web is on
+    (egress too)."""
+    rendered = compose_config(tmp_path)
+    services = rendered["services"]
+    hosts = nginx_upstream_hosts()
+    assert len(hosts) == 1, hosts
+    (host,) = hosts
+    assert host not in services, f"nginx proxies to the service name {host!r}: any network"
+    holders = [
+        (service_name, network)
+        for service_name, service in services.items()
+        for network, settings in networks_of(service).items()
+        if host in (settings.get("aliases") or [])
+    ]
+    assert holders == [("web", "backend")], holders
+    assert rendered["networks"]["backend"].get("internal") is True
+    nginx_backend = networks_of(services["nginx"])["backend"]["ipv4_address"]
+    app_env = environment_of(services["web"])
+    assert app_env["FORWARDED_ALLOW_IPS"] == nginx_backend == app_env["TRUSTED_PROXIES"]
+
+
+def container_files(tmp_path: Path, service: dict) -> Path:
+    """The nginx container's files as compose mounts them (copies that keep symlinks as they
+    are), and nginx.conf written from the template as the nginx image's entrypoint does."""
+    root = tmp_path / "container"
+    for source, target in bind_mounts(service):
+        destination = root / target.lstrip("/")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if Path(source).is_dir():
+            shutil.copytree(source, destination, symlinks=True)
+        else:
+            shutil.copy(source, destination)
+    environment = {**NGINX_ENVIRONMENT, **environment_of(service)}
+    templates = root / "etc/nginx/templates"
+    output = root / environment.get("NGINX_ENVSUBST_OUTPUT_DIR", "/etc/nginx/conf.d").lstrip("/")
+    for template in templates.rglob("*.template") if templates.is_dir() else []:
+        target = output / template.relative_to(templates).with_suffix("")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(envsubst(template.read_text(), environment))
+    return root
+
+
+def certbot_layout(letsencrypt: Path, name: str) -> None:
+    """/etc/letsencrypt as certbot leaves it: live/<name>/*.pem are relative symlinks into
+    archive/<name>/."""
+    archive = letsencrypt / "archive" / name
+    archive.mkdir(parents=True)
+    self_signed_certificate(archive)
+    (archive / "fullchain.pem").rename(archive / "fullchain1.pem")
+    (archive / "privkey.pem").rename(archive / "privkey1.pem")
+    live = letsencrypt / "live" / name
+    live.mkdir(parents=True)
+    for kind in ("fullchain", "privkey"):
+        (live / f"{kind}.pem").symlink_to(f"../../archive/{name}/{kind}1.pem")
+
+
+def test_nginx_starts_with_certbot_certificates(tmp_path):
+    """The documented certbot settings, mounted as compose mounts them: `nginx -t` passes (the
+    relative symlinks into ../../archive resolve inside the container)."""
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    letsencrypt = tmp_path / "letsencrypt"
+    certbot_layout(letsencrypt, "trader.example.com")
+    rendered = compose_config(
+        tmp_path,
+        TLS_CERT_DIR=str(letsencrypt),
+        TLS_CERTIFICATE="live/trader.example.com/fullchain.pem",
+        TLS_CERTIFICATE_KEY="live/trader.example.com/privkey.pem",
+    )
+    root = container_files(tmp_path, rendered["services"]["nginx"])
+    config = root / "etc/nginx/nginx.conf"
+    assert config.is_file(), "compose gives nginx no nginx.conf"
+    work = tmp_path / "work"
+    work.mkdir()
+    path = nginx_config_for_test(
+        work,
+        upstream=free_port(),
+        http=free_port(),
+        https=free_port(),
+        text=config.read_text(),
+        certs=root / "etc/nginx/certs",
+    )
+    checked = nginx_test(nginx, work, path)
+    assert checked.returncode == 0, checked.stderr
+    # The plain layout (docker/certs/fullchain.pem, privkey.pem) still works with the defaults.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    self_signed_certificate(plain)
+    rendered = compose_config(tmp_path, TLS_CERT_DIR=str(plain))
+    root = container_files(tmp_path / "second", rendered["services"]["nginx"])
+    path = nginx_config_for_test(
+        work,
+        upstream=free_port(),
+        http=free_port(),
+        https=free_port(),
+        text=(root / "etc/nginx/nginx.conf").read_text(),
+        certs=root / "etc/nginx/certs",
+    )
+    checked = nginx_test(nginx, work, path)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_dockerfile_needs_no_frontend_from_a_registry():
+    """A `# syntax=` parser directive makes BuildKit pull that frontend image before it builds:
+    an offline or mirrored build fails. Directives may only stand at the very top."""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        assert not re.match(r"#\s*syntax\s*=", line, re.I), line
