@@ -4,6 +4,7 @@ and a real nginx in front of a real gunicorn on loopback."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import ipaddress
 import json
 import os
@@ -12,8 +13,10 @@ import runpy
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -1096,3 +1099,179 @@ def test_the_dockerfile_needs_no_frontend_from_a_registry():
         if not line.startswith("#"):
             break
         assert not re.match(r"#\s*syntax\s*=", line, re.I), line
+
+
+class FakeDNS:
+    """A DNS server on 127.0.0.1 (UDP) answering A and AAAA queries from ``records``
+    (name -> addresses), which a test may change while it runs; unknown names get NXDOMAIN."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[str]] = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def answer(self, query: bytes) -> bytes:
+        labels, offset = [], 12
+        while query[offset]:
+            length = query[offset]
+            labels.append(query[offset + 1 : offset + 1 + length].decode().lower())
+            offset += 1 + length
+        qtype = struct.unpack(">H", query[offset + 1 : offset + 3])[0]
+        question = query[12 : offset + 5]
+        name = ".".join(labels)
+        if name not in self.records:
+            return query[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + question
+        family = {1: socket.AF_INET, 28: socket.AF_INET6}.get(qtype)
+        answers = b""
+        count = 0
+        for address in self.records[name]:
+            if family is not None and (":" in address) == (family == socket.AF_INET6):
+                data = socket.inet_pton(family, address)
+                answers += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 1, len(data)) + data
+                count += 1
+        return query[:2] + struct.pack(">HHHHH", 0x8180, 1, count, 0, 0) + question + answers
+
+    def serve(self) -> None:
+        while self.running:
+            try:
+                query, client = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                self.sock.sendto(self.answer(query), client)
+            except (IndexError, struct.error):
+                continue
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+class Backend:
+    """A stand-in for one web container: answers every request 200 with its own name."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the http.server API)
+                body = name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.server = Server((host, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port_on_both_loopbacks() -> int:
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET6) as sock:
+                sock.bind(("::1", port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no port free on both 127.0.0.1 and ::1")
+
+
+@pytest.mark.slow
+def test_nginx_finds_web_again_after_it_moves_and_its_health_check_notices(tmp_path):
+    """web is recreated at another address (here from 127.0.0.1 to ::1, both loopback, under
+    the same name in a DNS server of the test's own): nginx answers from the new one within
+    the resolver's `valid` time, without a reload. And nginx's health check from compose.yml
+    fails while web cannot be reached through it, passes when it can."""
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (the nginx image's health check uses it)")
+    text = NGINX_CONF.read_text()
+    resolver = re.search(r"^\s*resolver\s+(\S+)\s+valid=(\d+)s[^;]*;", text, re.M)
+    assert resolver, "docker/nginx.conf has no resolver: web is looked up once, at start"
+    valid = int(resolver.group(2))
+    assert valid <= 30
+    hosts = nginx_upstream_hosts()
+    assert len(hosts) == 1, hosts
+    (host,) = hosts
+    dns = FakeDNS()
+    port, http_port, https_port = free_port_on_both_loopbacks(), free_port(), free_port()
+    # The test's DNS server, and a short `valid` so the test is quick; the rest is the real file.
+    text = text.replace(resolver.group(0), f"resolver 127.0.0.1:{dns.port} valid=1s ipv6=on;")
+    work = tmp_path
+    (work / "certs").mkdir()
+    self_signed_certificate(work / "certs")
+    config = nginx_config_for_test(
+        work, upstream=f"{host}:{port}", http=http_port, https=https_port, text=text
+    )
+    healthcheck = load(COMPOSE)["services"]["nginx"]["healthcheck"]["test"]
+    assert healthcheck[0] == "CMD-SHELL"
+    probe = healthcheck[1].replace("http://127.0.0.1/", f"http://127.0.0.1:{http_port}/")
+    assert probe != healthcheck[1], "the health check does not request anything through nginx"
+
+    def healthy() -> bool:
+        return subprocess.run(["sh", "-c", probe], capture_output=True, timeout=30).returncode == 0
+
+    def answered_by() -> str:
+        response = httpx.get(f"http://127.0.0.1:{http_port}/health/live/", timeout=10)
+        return response.text if response.status_code == 200 else str(response.status_code)
+
+    dns.records[host] = ["127.0.0.1"]
+    first = Backend("first", "127.0.0.1", port)
+    second = proxy = None
+    try:
+        checked = nginx_test(nginx, work, config)
+        assert checked.returncode == 0, checked.stderr
+        proxy = subprocess.Popen(
+            [nginx, "-p", str(work), "-c", str(config), "-e", str(work / "error.log")]
+            + ["-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"http://127.0.0.1:{http_port}/health/live/")
+        assert answered_by() == "first"
+        assert healthy()
+
+        # web goes away: the health check says so (nginx -t alone would still pass).
+        first.close()
+        assert answered_by() in ("502", "504")
+        assert not healthy()
+
+        # web comes back at another address under the same name.
+        second = Backend("second", "::1", port)
+        dns.records[host] = ["::1"]
+        deadline = time.monotonic() + 15
+        while answered_by() != "second":
+            assert time.monotonic() < deadline, "nginx still answers from web's old address"
+            time.sleep(0.3)
+        assert healthy()
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(timeout=15)
+        for server in (first, second):
+            if server is not None:
+                try:
+                    server.close()
+                except OSError:
+                    pass
+        dns.close()
