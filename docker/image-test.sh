@@ -19,15 +19,18 @@
 #   IMAGE_TEST_DB        scratch database, created and dropped here   (default imgci)
 #   IMAGE_TEST_REDIS_DB  Redis database number, flushed before and after (default 10)
 #   IMAGE_TEST_PORT      first of three loopback ports for web          (default 8410)
+#   IMAGE_TEST_DRIVER    storage driver: overlay (default) or vfs
 #   IMAGE_TEST_STORAGE   podman/buildah storage, kept between runs      (default below)
 #   IMAGE_TEST_MIRROR    Debian mirror for the stand-in (default: the one apt uses)
+#   IMAGE_TEST_REBUILD   1: also rebuild with no cache and compare both images' pip freeze
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DB=${IMAGE_TEST_DB:-imgci}
 REDIS_DB=${IMAGE_TEST_REDIS_DB:-10}
 PORT=${IMAGE_TEST_PORT:-8410}
-STORAGE=${IMAGE_TEST_STORAGE:-/var/lib/containers/kalshi-desk-image-test}
+DRIVER=${IMAGE_TEST_DRIVER:-overlay}
+STORAGE=${IMAGE_TEST_STORAGE:-/var/lib/containers/kalshi-desk-image-test-$DRIVER}
 IMAGE=localhost/kalshi-desk:image-test
 UPSTREAM_BASE=docker.io/library/python:3.11-slim-bookworm
 STANDIN=localhost/kalshi-desk-standin-python:3.11-bookworm
@@ -56,15 +59,17 @@ done
 pg_isready "${PG[@]:0:4}" -q || fail "PostgreSQL is not running on 127.0.0.1:5432"
 redis-cli -h 127.0.0.1 ping >/dev/null || fail "Redis is not running on 127.0.0.1:6379"
 
-# This test's own container configuration, not the machine's: vfs storage (works on any file
-# system, no fuse-overlayfs), runc with cgroupfs (no systemd here), and a storage folder of its
-# own that persists between runs, so the base image and the build cache are reused.
+# This test's own container configuration, not the machine's: the kernel's overlay storage
+# (IMAGE_TEST_DRIVER=vfs where overlay mounts are not allowed: it works anywhere, but copies
+# every layer in full and is many times slower), runc with cgroupfs (no systemd here), and a
+# storage folder of its own that persists between runs, so the base image and the build cache
+# are reused.
 WORK=$(mktemp -d)
 mkdir -p "$STORAGE"
 cat > "$WORK/storage.conf" <<EOF
 [storage]
-driver = "vfs"
-runroot = "/run/kalshi-desk-image-test"
+driver = "$DRIVER"
+runroot = "/run/kalshi-desk-image-test-$DRIVER"
 graphroot = "$STORAGE"
 EOF
 cat > "$WORK/containers.conf" <<'EOF'
@@ -133,7 +138,8 @@ else
         --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'LABEL org.opencontainers.image.description=stand-in for python:3.11-slim-bookworm, built by docker/image-test.sh' \
-        --change 'CMD ["python3"]' - "$STANDIN" >/dev/null
+        --change 'CMD ["python3"]' - "$STANDIN" > "$WORK/import.log" 2>&1 \
+        || { cat "$WORK/import.log" >&2; fail "podman import of the stand-in failed"; }
     rm -rf "$rootfs"
 fi
 
@@ -153,6 +159,20 @@ podman run --rm --entrypoint pip "$IMAGE" freeze --disable-pip-version-check \
 python3 docker/lock_freeze.py requirements.lock "$WORK/freeze.txt" \
     "$(podman run --rm --entrypoint python "$IMAGE" -c 'import platform; print(platform.python_version())')" \
     || fail "the image's packages are not the locked set"
+# IMAGE_TEST_REBUILD=1: a second build from scratch (no cached layer, every wheel downloaded
+# again) must install the same package set as the first.
+if [ "${IMAGE_TEST_REBUILD:-0}" = 1 ]; then
+    say "rebuilding without the layer cache"
+    buildah bud --quiet --isolation chroot --network host --pull=never --format docker \
+        --no-cache --build-arg "PYTHON_IMAGE=$BASE" -t "$IMAGE-rebuild" . \
+        > "$WORK/rebuild.log" 2>&1 || { tail -n 40 "$WORK/rebuild.log" >&2; fail "the rebuild failed"; }
+    podman run --rm --entrypoint pip "$IMAGE-rebuild" freeze --disable-pip-version-check \
+        > "$WORK/freeze-rebuild.txt"
+    diff -u "$WORK/freeze.txt" "$WORK/freeze-rebuild.txt" \
+        || fail "two builds installed different package sets"
+    say "two builds, identical package sets ($(wc -l < "$WORK/freeze.txt") packages)"
+    podman rmi "$IMAGE-rebuild" >/dev/null
+fi
 
 # --- 4. Run: as compose runs it (read-only, secrets as files), on this host's network ----------
 mkdir -m 0700 "$WORK/secrets" "$WORK/logs"
