@@ -1,16 +1,18 @@
-# syntax=docker/dockerfile:1.7
 # The one image for the web server and the worker (STYLE G20): docker/entrypoint.sh picks the
 # process. Build: docker compose build  (or: docker build -t kalshi-desk .)
+# No `# syntax=` line on purpose: it makes BuildKit fetch a frontend image from a registry before
+# building, which fails offline or behind a mirror. The built-in frontend reads this file as is.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- Stage 1: wheels for every dependency pinned in pyproject.toml -------------------------------
+# --- Stage 1: the wheels of requirements.lock, every one checked against its hash ---------------
 FROM ${PYTHON_IMAGE} AS wheels
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-WORKDIR /build
-# Only the dependency list: code changes do not invalidate this layer.
-COPY pyproject.toml ./
-RUN pip wheel --wheel-dir /wheels .
+WORKDIR /wheels
+# Only the lock file (every dependency, transitive ones too, with hashes; `make lock` writes it):
+# code changes do not invalidate this layer, and every build gets the same package set.
+COPY requirements.lock ./
+RUN pip wheel --require-hashes --no-deps --wheel-dir /wheels -r requirements.lock
 
 # --- Stage 2: the slim runtime, no compiler, no pip cache, non-root ------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -29,9 +31,12 @@ RUN groupadd --system --gid 10001 desk \
     && useradd --system --uid 10001 --gid desk --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin desk
 
-# Install from the wheels of stage 1 only (no index): the image gets exactly the pinned set.
+# Install from the wheels of stage 1 only (no index), hashes checked again: the image gets
+# exactly the locked set, nothing more (--no-deps), and `pip check` proves it is complete.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels kalshi-trading-desk
+    pip install --no-index --find-links=/wheels --require-hashes --no-deps \
+        -r /wheels/requirements.lock \
+    && pip check
 
 WORKDIR /app
 # Code and data belong to root and are read-only for the app user.

@@ -14,20 +14,59 @@ DEMO_ENV := TRADING_MODE=replay FORECASTER=baseline DEBUG=0 SECRET_KEY_FILE=var/
 TEST_ENV := SECRET_KEY=test-secret-key-not-for-production-0123456789abcdef \
 	DEBUG=0 TRADING_MODE=paper
 
-.PHONY: help install demo test test-sqlite test-postgres lint format check migrations bench clean
+.PHONY: help install lock lock-check image-test demo test test-sqlite test-postgres lint format check migrations bench clean
 
 help:
 	@echo "make demo    - install, migrate, load recorded markets, run web + worker on :$(PORT)"
 	@echo "make test    - run the test suite (SQLite unless DATABASE_URL is set)"
 	@echo "make lint    - ruff"
+	@echo "make lock    - re-pin every dependency (with hashes) after editing pyproject.toml"
+	@echo "make image-test - build the image and smoke-test web + worker (root, podman)"
 
-$(STAMP): pyproject.toml
+# Every dependency (transitive ones too) is pinned with its hashes in the lock files, written
+# from pyproject.toml by `make lock`: requirements.lock for the image, requirements-dev.lock
+# (the same plus the dev tools) for .venv. Installs check every hash and add nothing unlocked.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+LOCK_ARGS := --python-version 3.11 --universal --generate-hashes --quiet \
+	--custom-compile-command "make lock"
+
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/pip check
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(UV):
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+
+# After changing the dependencies in pyproject.toml: versions already locked stay as they are
+# unless pyproject.toml asks for others (`make lock UPGRADE=1` moves everything to the newest).
+lock: $(UV)
+	$(UV) pip compile pyproject.toml $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) \
+		-o $(DEV_LOCK)
+
+# CI: the committed lock files are exactly what `make lock` writes from pyproject.toml now.
+lock-check: $(UV)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp $(LOCK) $(DEV_LOCK) "$$tmp/" && \
+	$(UV) pip compile pyproject.toml $(LOCK_ARGS) -o "$$tmp/$(LOCK)" && \
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o "$$tmp/$(DEV_LOCK)" && \
+	diff -u $(LOCK) "$$tmp/$(LOCK)" && diff -u $(DEV_LOCK) "$$tmp/$(DEV_LOCK)" || \
+	{ echo "the lock files are out of date with pyproject.toml: run make lock"; exit 1; }
+
+# Builds the image without a registry and runs it against the local PostgreSQL and Redis
+# (docker/image-test.sh says what it asserts). Needs root, buildah and podman (installed from
+# Debian's archive when missing).
+image-test:
+	bash docker/image-test.sh
 
 var/secret_key:
 	@mkdir -p var

@@ -22,19 +22,42 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
-def cpu_count() -> int:
-    """Cores this process may use: the CPU affinity, lowered by a cgroup v2 quota (a container's
-    ``cpus:`` limit), at least 1."""
+# Where the container's own cgroup is mounted (Docker and podman give it a cgroup namespace).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroup_cpu_limit(root: Path) -> int | None:
+    """The CPU quota of the cgroup at ``root`` in whole cores (rounded up), or None: cgroup v2's
+    ``cpu.max`` ("<quota> <period>" or "max <period>"), else cgroup v1's ``cpu.cfs_quota_us`` and
+    ``cpu.cfs_period_us`` (quota -1: no limit) in the cpu controller's folder."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    for controller in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        folder = root / controller
+        try:
+            quota = int((folder / "cpu.cfs_quota_us").read_text())
+            period = int((folder / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+    return None
+
+
+def cpu_count(cgroup_root: Path | None = None) -> int:
+    """Cores this process may use: the CPU affinity, lowered by a cgroup v2 or v1 quota (a
+    container's ``cpus:`` limit), at least 1."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, -(-int(quota) // int(period))))  # ceil
-    except (OSError, ValueError):
-        pass
+    limit = _cgroup_cpu_limit(cgroup_root or CGROUP_ROOT)
+    if limit is not None:
+        cores = min(cores, limit)
     return max(1, cores)
 
 

@@ -9,6 +9,7 @@ it adds beyond the message, so it is safe even on a handler without the filter (
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -151,3 +152,34 @@ class JsonFormatter(logging.Formatter):
             elif value is None or isinstance(value, bool | int | float):
                 entry[key] = value
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class LogLines(io.TextIOBase):
+    """A text stream that logs each line written to it, for a management command's output
+    (``call_command(..., stdout=LogLines(logger))``): with LOG_FORMAT=json the deploy steps'
+    output (migrate, setup_schedules) becomes JSON lines like the rest of the log."""
+
+    def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
+        super().__init__()
+        self._logger = logger
+        self._level = level
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._emit(line)
+
+    def _emit(self, line: str) -> None:
+        if line.strip():
+            self._logger.log(self._level, line.rstrip())

@@ -17,22 +17,33 @@ export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings}"
 deploy_steps() {
     # Several web replicas may start at once: the first takes the lock and migrates, the others
     # wait and then find nothing to do. On SQLite (one machine) no lock is needed.
+    # Their output goes through logging (logger "deploy"), so LOG_FORMAT=json covers it too.
     python - <<'PY'
+import logging
+
 import django
 
 django.setup()
+logging.captureWarnings(True)
 from django.core.management import call_command
 from django.db import connection
 
+from config.logging import LogLines
+
+log = logging.getLogger("deploy")
+output = {"stdout": LogLines(log), "stderr": LogLines(log, logging.WARNING), "no_color": True}
 LOCK = 0x4B44_0001  # "KD" + 1: this project's migration lock
 locked = connection.vendor == "postgresql"
 if locked:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK])
 try:
-    call_command("migrate", interactive=False, verbosity=1)
-    call_command("setup_schedules")
+    call_command("migrate", interactive=False, verbosity=1, **output)
+    call_command("setup_schedules", **output)
 finally:
+    for stream in output.values():
+        if isinstance(stream, LogLines):
+            stream.flush()
     if locked:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK])

@@ -4,6 +4,7 @@ and a real nginx in front of a real gunicorn on loopback."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import ipaddress
 import json
 import os
@@ -12,8 +13,10 @@ import runpy
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -272,7 +275,7 @@ def test_entrypoint_web_migrates_under_a_lock_then_execs_gunicorn(fake_bin):
     calls = fake_bin("web", "--workers", "3")
     assert len(calls) == 2
     assert calls[0].startswith("python - <<")
-    for needle in ('call_command("migrate"', 'call_command("setup_schedules")', "pg_advisory_lock"):
+    for needle in ('call_command("migrate"', 'call_command("setup_schedules"', "pg_advisory_lock"):
         assert needle in calls[0]
     assert calls[1] == "gunicorn -c gunicorn.conf.py --workers 3"
 
@@ -458,35 +461,86 @@ def self_signed_certificate(directory: Path) -> None:
     )
 
 
-def nginx_config_for_test(work: Path, *, upstream: int, http: int, https: int) -> Path:
-    """docker/nginx.conf itself, with loopback ports and paths of this test put in."""
-    text = NGINX_CONF.read_text()
+# The environment compose.yml gives the nginx container, as the nginx image's entrypoint sees it
+# when it writes nginx.conf from the template.
+NGINX_ENVIRONMENT = {
+    "HOME": "/root",
+    "HOSTNAME": "nginx",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "NGINX_VERSION": "1.27.5",
+    "HTTPS_PORT": "443",
+    "TLS_CERTIFICATE": "fullchain.pem",
+    "TLS_CERTIFICATE_KEY": "privkey.pem",
+}
+
+
+def envsubst(text: str, environment: dict[str, str]) -> str:
+    """What the nginx image does to a template: ${NAME} and $NAME replaced for the variables
+    that are set in the environment, everything else (nginx's own $host, ...) left alone."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        return environment.get(name, match.group(0))
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace, text)
+
+
+def nginx_config_for_test(
+    work: Path,
+    *,
+    upstream: int | str,
+    http: int,
+    https: int,
+    environment: dict[str, str] | None = None,
+    text: str | None = None,
+    certs: Path | None = None,
+) -> Path:
+    """docker/nginx.conf itself, rendered as the nginx image renders it, with loopback ports and
+    the paths of this test put in. ``upstream`` is a port on 127.0.0.1, or host:port."""
+    rendered = envsubst(
+        NGINX_CONF.read_text() if text is None else text,
+        {**NGINX_ENVIRONMENT, "HTTPS_PORT": str(https), **(environment or {})},
+    )
+    if isinstance(upstream, int):
+        upstream = f"127.0.0.1:{upstream}"
+    # web's address (`set $desk_web http://<name>:8000;`, or an upstream block's server line).
+    rendered, count = re.subn(
+        r"(server\s+|http://)[A-Za-z0-9_.-]+:8000;", rf"\g<1>{upstream};", rendered
+    )
+    assert count, "docker/nginx.conf no longer names web's address"
     replacements = {
-        "server web:8000;": f"server 127.0.0.1:{upstream};",
         "listen 80 default_server;": f"listen 127.0.0.1:{http} default_server;",
         "listen 443 ssl default_server;": f"listen 127.0.0.1:{https} ssl default_server;",
-        "/etc/nginx/certs/": f"{work}/certs/",
+        "/etc/nginx/certs/": f"{certs or work / 'certs'}/",
         "pid /var/run/nginx.pid;": f"pid {work}/nginx.pid;",
         "access_log /dev/stdout desk;": f"access_log {work}/access.log desk;",
         "error_log /dev/stderr warn;": f"error_log {work}/error.log warn;",
-        "return 301 https://$host$request_uri;": f"return 301 https://$host:{https}$request_uri;",
         # The edge rate limit stays in place, loose enough for this test's own logins.
         "rate=20r/m;": "rate=600r/m;",
     }
     for old, new in replacements.items():
-        assert old in text, f"docker/nginx.conf no longer contains {old!r}"
-        text = text.replace(old, new)
+        assert old in rendered, f"docker/nginx.conf no longer contains {old!r}"
+        rendered = rendered.replace(old, new)
     temp = work / "temp"
-    temp.mkdir()
+    temp.mkdir(exist_ok=True)
     temp.chmod(0o777)
     paths = "".join(
         f"    {kind}_temp_path {temp}/{kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    text = text.replace("http {\n", "http {\n" + paths, 1)
+    rendered = rendered.replace("http {\n", "http {\n" + paths, 1)
     path = work / "nginx.conf"
-    path.write_text(text)
+    path.write_text(rendered)
     return path
+
+
+def nginx_test(nginx: str, work: Path, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [nginx, "-t", "-p", str(work), "-c", str(config), "-e", str(work / "error.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def nginx_binary() -> str | None:
@@ -710,3 +764,515 @@ def test_logs_are_json_and_never_show_the_health_token(proxied_site, browser):
     assert "/health/detail/" in nginx_log
     for text in ("\n".join(gunicorn_lines), nginx_log):
         assert proxied_site["token"] not in text
+
+
+# --- Defects found when the stack ran for real --------------------------------------------------
+
+
+def test_entrypoint_deploy_steps_log_json_lines_when_log_format_is_json(tmp_path):
+    """With LOG_FORMAT=json every line the web entrypoint prints before gunicorn starts (migrate,
+    setup_schedules) is one JSON object, so a log collector can parse all of it."""
+    bin_dir = Path(sys.executable).parent
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "SECRET_KEY", "LOG_"))
+    }
+    environment.update(
+        PATH=f"{bin_dir}:/usr/bin:/bin",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DEBUG="0",
+        VAR_DIR=str(tmp_path / "var"),
+        STATIC_ROOT=str(tmp_path),
+        LOG_FORMAT="json",
+        GUNICORN_BIND="127.0.0.1:0",
+    )
+    # gunicorn --check-config loads the settings and the app, then exits: the deploy steps ran.
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "web", "--check-config"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"a plain text line with LOG_FORMAT=json: {line!r}")
+    messages = [entry["message"] for entry in entries]
+    assert any("Applying trading.0001_initial" in message for message in messages), messages
+    assert any(message.startswith("Schedules:") for message in messages), messages
+    for entry in entries:
+        assert {"time", "level", "logger", "message"} <= set(entry)
+
+
+# --- The lock files ------------------------------------------------------------------------------
+
+LOCKS = {"requirements.lock": (), "requirements-dev.lock": ("dev",)}
+LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(\S+?)(\s*;[^\\]*)?\s*\\?$")
+
+
+def locked(path: Path) -> dict[str, dict]:
+    """name -> {version, hashes, via} for each package of a `make lock` file."""
+    from packaging.utils import canonicalize_name
+
+    packages: dict[str, dict] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        match = LOCK_LINE.match(line)
+        if match:
+            current = {"version": match.group(3), "hashes": 0, "via": []}
+            packages[canonicalize_name(match.group(1))] = current
+        elif current is not None and "--hash=sha256:" in line:
+            current["hashes"] += 1
+        elif current is not None and line.strip().startswith("#"):
+            current["via"].append(line.strip().lstrip("#").strip())
+    return packages
+
+
+@pytest.mark.parametrize("name", sorted(LOCKS))
+def test_the_lock_file_is_in_sync_with_pyproject(name):
+    """Every dependency in pyproject.toml is locked at a version it allows, every locked package
+    has a hash, and the lock names no direct dependency pyproject.toml no longer has: a
+    dependency added, changed or dropped without `make lock` fails here."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in LOCKS[name]:
+        wanted += project["optional-dependencies"][extra]
+    packages = locked(ROOT / name)
+    direct = set()
+    for text in wanted:
+        requirement = Requirement(text)
+        key = canonicalize_name(requirement.name)
+        direct.add(key)
+        assert key in packages, f"{requirement.name} is not in {name}: run make lock"
+        version = packages[key]["version"]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{name} has {requirement.name}=={version}, pyproject.toml asks {text}: run make lock"
+        )
+    from_pyproject = {
+        key
+        for key, package in packages.items()
+        if any(via.startswith(project["name"]) or "pyproject.toml" in via for via in package["via"])
+    }
+    assert from_pyproject == direct, f"{name} is stale: run make lock"
+    for key, package in packages.items():
+        assert package["hashes"] >= 1, f"{key} has no hash in {name}"
+    # Transitive dependencies are pinned too (Django brings asgiref and sqlparse).
+    assert {"asgiref", "sqlparse"} <= set(packages)
+
+
+def test_installs_use_the_hashed_lock_files():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r $(DEV_LOCK)" in makefile
+    assert "DEV_LOCK := requirements-dev.lock" in makefile
+    dockerfile = DOCKERFILE.read_text()
+    assert "COPY requirements.lock" in dockerfile
+    assert dockerfile.count("--require-hashes") == 2
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    "files, limit",
+    [
+        # cgroup v2: "<quota> <period>" in cpu.max
+        ({"cpu.max": "100000 100000\n"}, 1),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "max 100000\n"}, None),
+        # cgroup v1, as Docker and podman mount it in a container: cpu,cpuacct or cpu
+        (
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "100000\n",
+                "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            },
+            1,
+        ),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "250000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-1", "v2-1.5", "v2-max", "v1-1", "v1-0.5", "v1-2.5", "v1-unlimited", "none"],
+)
+def test_gunicorn_reads_the_cpu_limit_from_cgroup_v1_and_v2(monkeypatch, tmp_path, files, limit):
+    conf = gunicorn_settings(monkeypatch)
+    cores = 64
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    root = write_files(tmp_path, files)
+    assert conf["cpu_count"](root) == (limit or cores)
+
+
+def test_gunicorn_starts_three_workers_under_a_one_cpu_cgroup_v1_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    conf = gunicorn_settings(monkeypatch)
+    root = write_files(
+        tmp_path, {"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    )
+    monkeypatch.setitem(conf["worker_count"].__globals__, "CGROUP_ROOT", root)
+    assert conf["worker_count"]() == 3
+
+
+# --- nginx: certificates, the upstream, the redirect, the network -----------------------------
+
+
+def compose_config(tmp_path: Path, **environment: str) -> dict:
+    """`docker compose config` of compose.yml with .env.example and ``environment``: the stack
+    exactly as Docker would run it."""
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+    env.update(environment)
+    result = subprocess.run(
+        [
+            *command,
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(COMPOSE),
+            "--env-file",
+            str(ROOT / ".env.example"),
+            "config",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(host path, container path) of a rendered service's bind mounts, short or long syntax."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((volume["source"], volume["target"]))
+        else:
+            source, target = volume.split(":")[:2]
+            if source.startswith(("/", ".")):
+                mounts.append((source, target))
+    return mounts
+
+
+def networks_of(service: dict) -> dict[str, dict]:
+    networks = service.get("networks") or {}
+    if isinstance(networks, list):
+        return {name: {} for name in networks}
+    return {name: settings or {} for name, settings in networks.items()}
+
+
+def nginx_upstream_hosts() -> set[str]:
+    return set(re.findall(r"http://([A-Za-z0-9_.-]+):8000", NGINX_CONF.read_text())) | set(
+        re.findall(r"^\s*server\s+([A-Za-z0-9_.-]+):8000", NGINX_CONF.read_text(), re.M)
+    )
+
+
+def test_nginx_reaches_web_over_the_backend_network_only(tmp_path):
+    """The name nginx proxies to exists only on the backend network, so Docker's DNS can only
+    answer it with web's backend address and nginx connects from its own backend address, the
+    one web trusts for X-Forwarded-For. A service name would resolve on every network web is on
+    (egress too)."""
+    rendered = compose_config(tmp_path)
+    services = rendered["services"]
+    hosts = nginx_upstream_hosts()
+    assert len(hosts) == 1, hosts
+    (host,) = hosts
+    assert host not in services, f"nginx proxies to the service name {host!r}: any network"
+    holders = [
+        (service_name, network)
+        for service_name, service in services.items()
+        for network, settings in networks_of(service).items()
+        if host in (settings.get("aliases") or [])
+    ]
+    assert holders == [("web", "backend")], holders
+    assert rendered["networks"]["backend"].get("internal") is True
+    nginx_backend = networks_of(services["nginx"])["backend"]["ipv4_address"]
+    app_env = environment_of(services["web"])
+    assert app_env["FORWARDED_ALLOW_IPS"] == nginx_backend == app_env["TRUSTED_PROXIES"]
+
+
+def container_files(tmp_path: Path, service: dict) -> Path:
+    """The nginx container's files as compose mounts them (copies that keep symlinks as they
+    are), and nginx.conf written from the template as the nginx image's entrypoint does."""
+    root = tmp_path / "container"
+    for source, target in bind_mounts(service):
+        destination = root / target.lstrip("/")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if Path(source).is_dir():
+            shutil.copytree(source, destination, symlinks=True)
+        else:
+            shutil.copy(source, destination)
+    environment = {**NGINX_ENVIRONMENT, **environment_of(service)}
+    templates = root / "etc/nginx/templates"
+    output = root / environment.get("NGINX_ENVSUBST_OUTPUT_DIR", "/etc/nginx/conf.d").lstrip("/")
+    for template in templates.rglob("*.template") if templates.is_dir() else []:
+        target = output / template.relative_to(templates).with_suffix("")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(envsubst(template.read_text(), environment))
+    return root
+
+
+def certbot_layout(letsencrypt: Path, name: str) -> None:
+    """/etc/letsencrypt as certbot leaves it: live/<name>/*.pem are relative symlinks into
+    archive/<name>/."""
+    archive = letsencrypt / "archive" / name
+    archive.mkdir(parents=True)
+    self_signed_certificate(archive)
+    (archive / "fullchain.pem").rename(archive / "fullchain1.pem")
+    (archive / "privkey.pem").rename(archive / "privkey1.pem")
+    live = letsencrypt / "live" / name
+    live.mkdir(parents=True)
+    for kind in ("fullchain", "privkey"):
+        (live / f"{kind}.pem").symlink_to(f"../../archive/{name}/{kind}1.pem")
+
+
+def test_nginx_starts_with_certbot_certificates(tmp_path):
+    """The documented certbot settings, mounted as compose mounts them: `nginx -t` passes (the
+    relative symlinks into ../../archive resolve inside the container)."""
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    letsencrypt = tmp_path / "letsencrypt"
+    certbot_layout(letsencrypt, "trader.example.com")
+    rendered = compose_config(
+        tmp_path,
+        TLS_CERT_DIR=str(letsencrypt),
+        TLS_CERTIFICATE="live/trader.example.com/fullchain.pem",
+        TLS_CERTIFICATE_KEY="live/trader.example.com/privkey.pem",
+    )
+    root = container_files(tmp_path, rendered["services"]["nginx"])
+    config = root / "etc/nginx/nginx.conf"
+    assert config.is_file(), "compose gives nginx no nginx.conf"
+    work = tmp_path / "work"
+    work.mkdir()
+    path = nginx_config_for_test(
+        work,
+        upstream=free_port(),
+        http=free_port(),
+        https=free_port(),
+        text=config.read_text(),
+        certs=root / "etc/nginx/certs",
+    )
+    checked = nginx_test(nginx, work, path)
+    assert checked.returncode == 0, checked.stderr
+    # The plain layout (docker/certs/fullchain.pem, privkey.pem) still works with the defaults.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    self_signed_certificate(plain)
+    rendered = compose_config(tmp_path, TLS_CERT_DIR=str(plain))
+    root = container_files(tmp_path / "second", rendered["services"]["nginx"])
+    path = nginx_config_for_test(
+        work,
+        upstream=free_port(),
+        http=free_port(),
+        https=free_port(),
+        text=(root / "etc/nginx/nginx.conf").read_text(),
+        certs=root / "etc/nginx/certs",
+    )
+    checked = nginx_test(nginx, work, path)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_dockerfile_needs_no_frontend_from_a_registry():
+    """A `# syntax=` parser directive makes BuildKit pull that frontend image before it builds:
+    an offline or mirrored build fails. Directives may only stand at the very top."""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        assert not re.match(r"#\s*syntax\s*=", line, re.I), line
+
+
+class FakeDNS:
+    """A DNS server on 127.0.0.1 (UDP) answering A and AAAA queries from ``records``
+    (name -> addresses), which a test may change while it runs; unknown names get NXDOMAIN."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[str]] = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def answer(self, query: bytes) -> bytes:
+        labels, offset = [], 12
+        while query[offset]:
+            length = query[offset]
+            labels.append(query[offset + 1 : offset + 1 + length].decode().lower())
+            offset += 1 + length
+        qtype = struct.unpack(">H", query[offset + 1 : offset + 3])[0]
+        question = query[12 : offset + 5]
+        name = ".".join(labels)
+        if name not in self.records:
+            return query[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + question
+        family = {1: socket.AF_INET, 28: socket.AF_INET6}.get(qtype)
+        answers = b""
+        count = 0
+        for address in self.records[name]:
+            if family is not None and (":" in address) == (family == socket.AF_INET6):
+                data = socket.inet_pton(family, address)
+                answers += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 1, len(data)) + data
+                count += 1
+        return query[:2] + struct.pack(">HHHHH", 0x8180, 1, count, 0, 0) + question + answers
+
+    def serve(self) -> None:
+        while self.running:
+            try:
+                query, client = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                self.sock.sendto(self.answer(query), client)
+            except (IndexError, struct.error):
+                continue
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+class Backend:
+    """A stand-in for one web container: answers every request 200 with its own name."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the http.server API)
+                body = name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.server = Server((host, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port_on_both_loopbacks() -> int:
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET6) as sock:
+                sock.bind(("::1", port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no port free on both 127.0.0.1 and ::1")
+
+
+@pytest.mark.slow
+def test_nginx_finds_web_again_after_it_moves_and_its_health_check_notices(tmp_path):
+    """web is recreated at another address (here from 127.0.0.1 to ::1, both loopback, under
+    the same name in a DNS server of the test's own): nginx answers from the new one within
+    the resolver's `valid` time, without a reload. And nginx's health check from compose.yml
+    fails while web cannot be reached through it, passes when it can."""
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (the nginx image's health check uses it)")
+    text = NGINX_CONF.read_text()
+    resolver = re.search(r"^\s*resolver\s+(\S+)\s+valid=(\d+)s[^;]*;", text, re.M)
+    assert resolver, "docker/nginx.conf has no resolver: web is looked up once, at start"
+    valid = int(resolver.group(2))
+    assert valid <= 30
+    hosts = nginx_upstream_hosts()
+    assert len(hosts) == 1, hosts
+    (host,) = hosts
+    dns = FakeDNS()
+    port, http_port, https_port = free_port_on_both_loopbacks(), free_port(), free_port()
+    # The test's DNS server, and a short `valid` so the test is quick; the rest is the real file.
+    text = text.replace(resolver.group(0), f"resolver 127.0.0.1:{dns.port} valid=1s ipv6=on;")
+    work = tmp_path
+    (work / "certs").mkdir()
+    self_signed_certificate(work / "certs")
+    config = nginx_config_for_test(
+        work, upstream=f"{host}:{port}", http=http_port, https=https_port, text=text
+    )
+    healthcheck = load(COMPOSE)["services"]["nginx"]["healthcheck"]["test"]
+    assert healthcheck[0] == "CMD-SHELL"
+    probe = healthcheck[1].replace("http://127.0.0.1/", f"http://127.0.0.1:{http_port}/")
+    assert probe != healthcheck[1], "the health check does not request anything through nginx"
+
+    def healthy() -> bool:
+        return subprocess.run(["sh", "-c", probe], capture_output=True, timeout=30).returncode == 0
+
+    def answered_by() -> str:
+        response = httpx.get(f"http://127.0.0.1:{http_port}/health/live/", timeout=10)
+        return response.text if response.status_code == 200 else str(response.status_code)
+
+    dns.records[host] = ["127.0.0.1"]
+    first = Backend("first", "127.0.0.1", port)
+    second = proxy = None
+    try:
+        checked = nginx_test(nginx, work, config)
+        assert checked.returncode == 0, checked.stderr
+        proxy = subprocess.Popen(
+            [nginx, "-p", str(work), "-c", str(config), "-e", str(work / "error.log")]
+            + ["-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"http://127.0.0.1:{http_port}/health/live/")
+        assert answered_by() == "first"
+        assert healthy()
+
+        # web goes away: the health check says so (nginx -t alone would still pass).
+        first.close()
+        assert answered_by() in ("502", "504")
+        assert not healthy()
+
+        # web comes back at another address under the same name.
+        second = Backend("second", "::1", port)
+        dns.records[host] = ["::1"]
+        deadline = time.monotonic() + 15
+        while answered_by() != "second":
+            assert time.monotonic() < deadline, "nginx still answers from web's old address"
+            time.sleep(0.3)
+        assert healthy()
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(timeout=15)
+        for server in (first, second):
+            if server is not None:
+                try:
+                    server.close()
+                except OSError:
+                    pass
+        dns.close()
