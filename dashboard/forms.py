@@ -174,8 +174,14 @@ class RiskSettingsForm(forms.ModelForm):
 
 
 class HaltForm(forms.Form):
+    """The kill switch's form: any reason halts (``trading.audit.state_reason`` trims it, cuts
+    it to fit and gives a blank one a default), so nothing here can refuse a halt."""
+
     reason = forms.CharField(
-        max_length=500,
+        required=False,
         strip=True,
         widget=forms.TextInput(attrs={"placeholder": "Why trading stops"}),
     )
+
+    def reason_given(self) -> str:
+        return str(self.data.get("reason", ""))

@@ -432,8 +432,7 @@ def trading_resume(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def trading_halt(request: HttpRequest) -> HttpResponse:
-    form = forms.HaltForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    reason = forms.HaltForm(request.POST).reason_given()  # never refused: a halt always halts
     return _control(
         request,
         lambda: trading_state_set(

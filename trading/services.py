@@ -84,9 +84,17 @@ def risk_limits() -> strategy.RiskLimits:
 
 
 def halt(reason: str, user=None) -> TradingState:
-    """The kill switch: no order is sent until an operator resumes trading."""
-    logger.warning("Trading halted: %s", reason)
-    return trading_state_set(state=TradingState.State.HALTED, reason=reason, user=user)
+    """The kill switch: no order is sent until an operator resumes trading.
+
+    The halt is stored first and logged after, so "Trading halted" is never logged for a halt
+    that did not happen; any reason is accepted (``trading.audit.state_reason``)."""
+    try:
+        state = trading_state_set(state=TradingState.State.HALTED, reason=reason, user=user)
+    except Exception:
+        logger.critical("Halting trading FAILED (reason: %s)", redact(str(reason)[:500]))
+        raise
+    logger.warning("Trading halted: %s", state.reason)
+    return state
 
 
 def lease_acquire(name: str, *, owner: str, ttl: timedelta | None = None) -> int | None:
