@@ -62,10 +62,7 @@ def _render(
 
 
 def _page_number(request: HttpRequest) -> int:
-    try:
-        return int(request.GET.get("page", "1"))
-    except ValueError:
-        return 1
+    return forms.page_number(request.GET)  # 400 for anything but a page number in range
 
 
 def _state(request: HttpRequest) -> TradingState:
