@@ -340,8 +340,12 @@ class JobRun(models.Model):
         OK = "ok", "OK"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped (lease held)"
+        ABANDONED = "abandoned", "Abandoned (its process died)"
 
     job = models.CharField(max_length=64, db_index=True)
+    # The process running it, "host:pid" (like ``JobLease.owner``): a run whose process is gone
+    # is marked abandoned (``trading.services.runs_abandon``).
+    owner = models.CharField(max_length=128, blank=True)
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PAPER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
