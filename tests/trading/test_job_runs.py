@@ -5,13 +5,17 @@ holder is provably dead on this host is taken over at once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from io import StringIO
 from unittest import mock
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -145,3 +149,52 @@ class AbandonedRunTests(TestCase):
 
 def _report() -> services.CycleReport:
     return services.CycleReport("replay", timezone.now())
+
+
+@pytest.mark.slow
+def test_a_killed_cycle_is_abandoned_and_the_next_starts_at_once(tmp_path):
+    """A real ``trading_cycle`` process SIGKILLed mid-cycle with a 10-minute lease: the next
+    one takes the lease at once (its holder is gone), marks the killed run abandoned, and exits
+    0; with the lease held by a live process elsewhere, a cycle exits ``EXIT_SKIPPED``."""
+    from tests.trading.test_kill_restart import ROOT, SETUP
+
+    db = tmp_path / "runs.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DATABASE_URL=f"sqlite:///{db}",
+        TRADING_MODE="replay",
+        FORECASTER="tests.forecasters.Bullish",
+        TRADING_LEASE_TTL="600",
+        SECRET_KEY="runs-test-secret-key-0123456789-abcdefghijklmnopq",
+        DEBUG="0",
+    )
+
+    def manage(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert manage("migrate", "-v0").returncode == 0
+    assert manage("shell", "-c", SETUP).returncode == 0
+    killed = manage("trading_cycle", "--burst", "0", KD_CRASH_POINT="before_send")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    status = manage("trading_status")
+    assert "trading_cycle abandoned" in status.stdout, status.stdout
+
+    again = manage("trading_cycle", "--burst", "0")
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(db) as conn:
+        statuses = [row[0] for row in conn.execute("SELECT status FROM trading_jobrun ORDER BY id")]
+        conn.execute(
+            "UPDATE trading_joblease SET owner = 'elsewhere.example:1', "
+            "expires_at = datetime('now', '+1 hour')"
+        )
+    assert statuses[:2] == ["abandoned", "ok"], statuses
+    skipped = manage("trading_cycle", "--burst", "0")
+    assert skipped.returncode == services.EXIT_SKIPPED, skipped.stderr
+    assert "lease" in skipped.stderr
