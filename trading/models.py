@@ -358,7 +358,13 @@ class JobRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["job", "status", "-started_at"])]
+        indexes = [
+            models.Index(fields=["job", "status", "-started_at"]),
+            # The few running runs, which every run checks for abandoned ones.
+            models.Index(
+                fields=["owner"], condition=Q(status="running"), name="jobrun_running_owner"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"

@@ -82,3 +82,15 @@ class RecordedTickerTests(TestCase):
                 recorded_data_parse(data_dir=data)
         self.assertIn("strike", str(caught.exception))
         self.assertIn("kalshi_markets.csv", str(caught.exception))
+
+
+class FarDateArgumentTests(TestCase):
+    def test_times_out_of_range_are_refused(self):
+        for value in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+            with self.subTest(value=value):
+                with self.assertRaises(CommandError) as caught:
+                    call_command("forecast_report", "--since", value, stdout=StringIO())
+                self.assertIn("--since", str(caught.exception))
+                with self.assertRaises(CommandError) as caught:
+                    call_command("backtest", "--data", str(SMALL), "--no-progress", "--from", value)
+                self.assertIn("--from", str(caught.exception))

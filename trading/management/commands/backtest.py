@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
+from config.params import MAX_YEAR, MIN_YEAR
 from markets.recorded import RecordedDataError, recorded_data_parse
 from trading import backtest, strategy
 from trading.forecasters import forecaster_for
@@ -31,10 +32,14 @@ def _moment(value: str | None, option: str) -> datetime | None:
         return None
     try:
         parsed = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
-    except ValueError:  # well-formed but not a real date or time
+        if parsed is not None and parsed.tzinfo is not None:
+            parsed.astimezone(UTC)  # compared in UTC
+    except (ValueError, OverflowError):  # well-formed but not a real date or time
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise CommandError(f"{option}: {value!r} is not an ISO date or time with a time zone")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise CommandError(f"{option}: {value!r} is not between {MIN_YEAR} and {MAX_YEAR}")
     return parsed
 
 
