@@ -145,6 +145,9 @@ class AbandonedRunTests(TestCase):
         self.client.force_login(staff)
         detail = self.client.get("/health/detail/", HTTP_ACCEPT="application/json").json()
         self.assertIn("abandoned", str(detail).lower())
+        staff.is_superuser = True
+        staff.save()
+        self.assertContains(self.client.get("/"), "Abandoned (its process died)")
 
 
 def _report() -> services.CycleReport:
