@@ -83,11 +83,8 @@ demo: $(STAMP) var/secret_key
 	@# market on settled forecasts first) is off here; see README "What the demo shows".
 	$(DEMO_ENV) $(BIN)/python manage.py set_risk skill_min_settled=0
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (admin: /admin/, health: /health/). Ctrl-C stops."
-	@trap 'kill $$web $$worker 2>/dev/null; wait' INT TERM; \
-	$(DEMO_ENV) $(BIN)/python manage.py qcluster & worker=$$!; \
-	$(DEMO_ENV) $(BIN)/gunicorn config.wsgi --bind 127.0.0.1:$(PORT) --workers 2 \
-		--access-logfile - & web=$$!; \
-	wait
+	@# Web + worker; SIGTERM, SIGINT or SIGHUP (to make's group too) stop both within 20 s.
+	$(DEMO_ENV) docker/serve-demo.sh $(BIN) $(PORT)
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/pytest

@@ -24,6 +24,8 @@ _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"\b(sk|xai)-[A-Za-z0-9_\-]{12,}"),
     re.compile(r"(?i)(KALSHI-ACCESS-SIGNATURE['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9+/=]{16,}"),
+    # The key id is not a secret on its own, but it names the key: not for logs or pages.
+    re.compile(r"(?i)(KALSHI-ACCESS-KEY['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9\-]{8,}"),
     re.compile(r"(?i)(://[^:/\s]+:)[^@\s]+(@)"),
 ]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import BadRequest
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import QueryDict
 
 from markets.models import Market
@@ -15,9 +18,55 @@ from trading.reasons import REASON_CHOICES
 ANY = [("", "Any")]
 
 
+# The days a page may be asked about: wide for any desk's rows, and far from the ends of
+# Python's dates (a day's bounds are computed as datetimes).
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+MAX_PAGE = 100_000
+MAX_ID = 2**63 - 1  # the largest id a bigint column holds
+
+
+def day_field(**kwargs: Any) -> forms.DateField:
+    return forms.DateField(
+        validators=[MinValueValidator(EARLIEST_DAY), MaxValueValidator(LATEST_DAY)],
+        widget=forms.DateInput(attrs={"type": "date"}),
+        **kwargs,
+    )
+
+
+def refuse(form: forms.Form) -> BadRequest:
+    """The 400 for a query no page can serve, naming the fields (never echoing the values)."""
+    return BadRequest(f"Bad query parameter: {', '.join(sorted(form.errors))}")
+
+
+class OpenChoiceField(forms.CharField):
+    """A choice from a list read from the database (categories, forecasters): shown as a
+    select, but a value not in today's list is a filter that matches nothing, not an error."""
+
+    widget = forms.Select
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=64, **kwargs)
+
+    def set_choices(self, choices: list[tuple[str, str]]) -> None:
+        assert isinstance(self.widget, forms.Select)
+        self.widget.choices = choices
+
+
+class PageForm(forms.Form):
+    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
+
+
+def page_number(data: QueryDict) -> int:
+    """The list page asked for (1 when absent); ``BadRequest`` (400) when it is no page number."""
+    form = PageForm(data)
+    if not form.is_valid():
+        raise refuse(form)
+    return form.cleaned_data["page"] or 1
+
+
 class FilterForm(forms.Form):
-    """A GET filter form: invalid values are ignored (the list shows unfiltered) rather
-    than failing the page; ``filters`` are the cleaned, non-empty values."""
+    """A GET filter form: every field optional and bounded; ``filters`` are the cleaned,
+    non-empty values, and a value a field refuses is a ``BadRequest`` (400), never a 500."""
 
     def __init__(self, data: QueryDict, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
@@ -26,7 +75,8 @@ class FilterForm(forms.Form):
 
     @property
     def filters(self) -> dict[str, Any]:
-        self.is_valid()  # fills cleaned_data with the fields that are valid
+        if not self.is_valid():
+            raise refuse(self)
         return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
 
     def key(self) -> tuple[tuple[str, str], ...]:
@@ -50,15 +100,17 @@ class MarketFilterForm(FilterForm):
     q = forms.CharField(label="Search", max_length=100)
     status = forms.ChoiceField(choices=ANY + Market.Status.choices)
     series = forms.CharField(max_length=64, widget=forms.TextInput(attrs={"list": "series-list"}))
-    category = forms.ChoiceField(choices=ANY)
+    category = OpenChoiceField()
     closing = forms.ChoiceField(label="Closing", choices=CLOSING)
-    min_volume = forms.DecimalField(label="Min volume", min_value=0, decimal_places=2)
+    min_volume = forms.DecimalField(
+        label="Min volume", min_value=0, max_digits=16, decimal_places=2
+    )
 
     def __init__(self, data: QueryDict, *, categories: list[str], **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
         field = self.fields["category"]
-        assert isinstance(field, forms.ChoiceField)
-        field.choices = ANY + [(c, c) for c in categories]
+        assert isinstance(field, OpenChoiceField)
+        field.set_choices(ANY + [(c, c) for c in categories])
 
 
 class DecisionFilterForm(FilterForm):
@@ -66,8 +118,8 @@ class DecisionFilterForm(FilterForm):
     mode = forms.ChoiceField(choices=MODE_CHOICES)
     reason = forms.ChoiceField(choices=ANY + REASON_CHOICES)
     strategy = forms.CharField(max_length=32)
-    run = forms.IntegerField(label="Run", min_value=1)
-    day = forms.DateField(label="Day", widget=forms.DateInput(attrs={"type": "date"}))
+    run = forms.IntegerField(label="Run", min_value=1, max_value=MAX_ID)
+    day = day_field(label="Day")
 
 
 class PositionFilterForm(FilterForm):
@@ -94,17 +146,17 @@ class FillFilterForm(FilterForm):
 
 class FunnelForm(FilterForm):
     mode = forms.ChoiceField(choices=Mode.choices)
-    day = forms.DateField(label="Day", widget=forms.DateInput(attrs={"type": "date"}))
+    day = day_field(label="Day")
 
 
 class CalibrationForm(FilterForm):
-    forecaster = forms.ChoiceField(choices=[("", "All forecasters")])
+    forecaster = OpenChoiceField()
 
     def __init__(self, data: QueryDict, *, forecasters: list[str], **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
         field = self.fields["forecaster"]
-        assert isinstance(field, forms.ChoiceField)
-        field.choices = [("", "All forecasters")] + [(f, f) for f in forecasters]
+        assert isinstance(field, OpenChoiceField)
+        field.set_choices([("", "All forecasters")] + [(f, f) for f in forecasters])
 
 
 # --- Settings and controls ------------------------------------------------------------------
@@ -181,9 +233,15 @@ class RiskSettingsForm(forms.ModelForm):
 
 
 class HaltForm(forms.Form):
+    """The kill switch's form: any reason halts (``trading.audit.state_reason`` trims it, cuts
+    it to fit and gives a blank one a default), so nothing here can refuse a halt."""
+
     reason = forms.CharField(
-        max_length=500,
+        required=False,
         strip=True,
         widget=forms.TextInput(attrs={"placeholder": "Why trading stops"}),
     )
     cancel_orders = forms.BooleanField(required=False, label="Also cancel all our resting orders")
+
+    def reason_given(self) -> str:
+        return str(self.data.get("reason", ""))

@@ -81,10 +81,7 @@ def _render(
 
 
 def _page_number(request: HttpRequest) -> int:
-    try:
-        return int(request.GET.get("page", "1"))
-    except ValueError:
-        return 1
+    return forms.page_number(request.GET)  # 400 for anything but a page number in range
 
 
 def _state(request: HttpRequest) -> TradingState:
@@ -453,9 +450,8 @@ def trading_resume(request: HttpRequest) -> HttpResponse:
 @require_POST
 def trading_halt(request: HttpRequest) -> HttpResponse:
     form = forms.HaltForm(request.POST)
-    valid = form.is_valid()
-    reason = form.cleaned_data["reason"] if valid else ""
-    cancel_orders = bool(valid and form.cleaned_data["cancel_orders"])
+    reason = form.reason_given()  # never refused: a halt always halts
+    cancel_orders = form.fields["cancel_orders"].clean(request.POST.get("cancel_orders"))
     return _control(
         request,
         lambda: halt(reason, user=request.user, cancel_orders=cancel_orders),

@@ -61,7 +61,7 @@ case "$role" in
         exec gunicorn -c gunicorn.conf.py "$@"
         ;;
     worker)
-        exec python manage.py qcluster "$@"
+        exec python manage.py worker "$@"
         ;;
     dev)
         deploy_steps

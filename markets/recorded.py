@@ -188,6 +188,9 @@ class RecordedData:
 # --- Cell parsers ---------------------------------------------------------------------------
 
 
+MAX_STRIKE = Decimal(1000)  # °F: far beyond any daily high
+
+
 def _parse_ticker(ticker: str, origin: str) -> MarketSpec:
     match = _TICKER_RE.match(ticker)
     if not match:
@@ -203,6 +206,8 @@ def _parse_ticker(ticker: str, origin: str) -> MarketSpec:
     except ValueError:
         raise _CellError(f"{ticker!r}: not a real date") from None
     strike = Decimal(match["strike"])
+    if abs(strike) > MAX_STRIKE:  # a temperature; a longer number breaks the arithmetic below
+        raise _CellError(f"{ticker[:80]!r}: the strike is out of range (at most {MAX_STRIKE})")
     kind = match["kind"]
     # A bracket B79.5 covers the whole degrees 79 and 80; a tail T75 has a whole-degree strike.
     if kind == "B" and strike % 1 != Decimal("0.5") and strike % 1 != Decimal("-0.5"):

@@ -285,7 +285,7 @@ def test_entrypoint_can_skip_the_deploy_steps(fake_bin):
 
 
 def test_entrypoint_worker_runs_qcluster_without_migrating(fake_bin):
-    assert fake_bin("worker") == ["python manage.py qcluster"]
+    assert fake_bin("worker") == ["python manage.py worker"]
 
 
 def test_entrypoint_passes_manage_commands_and_programs_through(fake_bin):

@@ -124,7 +124,7 @@ class DetailAccessTests(HealthTestCase):
         self.assertEqual(self.detail().status_code, 200)
         response = self.client.get(f"/health/detail/?token={TOKEN}&format=json")
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(len(response.json()), 6)
+        self.assertEqual(len(response.json()), 7)
 
     @override_settings(HEALTH_TOKEN=None)
     def test_without_a_configured_token_no_token_opens_it(self):
@@ -169,6 +169,7 @@ class CheckTests(HealthTestCase):
                 "Database",
                 "CacheWarnOnly",
                 "WorkerHeartbeat",
+                "JobRunsAlive",
                 "ReconcileFresh",
                 "ExchangeReachable",
                 "TradingStateCheck",

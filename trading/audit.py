@@ -87,20 +87,36 @@ def risk_settings_update(
     return audit
 
 
+# A reason longer than the column is cut to fit and ends with this note (a halt never fails on
+# the length of its reason).
+REASON_CUT_NOTE = " [... cut to fit]"
+REASON_MAX_LENGTH = TradingState._meta.get_field("reason").max_length or 500
+
+
+def state_reason(reason: str | None, *, state: str, user: User | None) -> str:
+    """``reason`` as it is stored: NUL bytes dropped, trimmed, cut to the column's length with
+    ``REASON_CUT_NOTE``; a halt without one gets a default naming who halted."""
+    reason = (reason or "").replace("\x00", "").strip()
+    if not reason and state == TradingState.State.HALTED:
+        who = f"by {user.get_username()}" if user is not None else "from the command line"
+        reason = f"halted {who} (no reason given)"
+    if len(reason) > REASON_MAX_LENGTH:
+        reason = reason[: REASON_MAX_LENGTH - len(REASON_CUT_NOTE)].rstrip() + REASON_CUT_NOTE
+    return reason
+
+
 @transaction.atomic
 def trading_state_set(*, state: str, reason: str, user: User | None) -> TradingState:
     """Move trading to ``state`` (active / reduce-only / halted) and record who did it and why.
 
     Every change of the state or of its reason writes one ``TradingStateChange``; asking for
-    what is already set writes nothing. A halt needs a reason (``ValidationError`` otherwise,
-    with nothing written). ``live_armed`` is not touched here: arming live trading is its own,
-    separately confirmed action.
+    what is already set writes nothing. The reason goes through ``state_reason``: a halt never
+    fails on its reason (a blank one gets a default, a long one is cut to fit). ``live_armed``
+    is not touched here: arming live trading is its own, separately confirmed action.
     """
-    reason = reason.strip()
     if state not in TradingState.State.values:
         raise ValidationError({"state": f"Unknown trading state {state!r}."})
-    if state == TradingState.State.HALTED and not reason:
-        raise ValidationError({"reason": "Halting trading needs a reason."})
+    reason = state_reason(reason, state=state, user=user)
 
     TradingState.load()  # the row exists before it is locked
     row = TradingState.objects.select_for_update().get(pk=TradingState.SINGLETON_PK)

@@ -164,10 +164,52 @@ class TradingStateCheck(HealthCheck):
         await sync_to_async(self._check)()
 
 
+@dataclasses.dataclass
+class JobRunsAlive(HealthCheck):
+    """No job run was abandoned (its process died mid-run) since the last one that finished:
+    a warning naming the run, as the next run recovers what it left (reconcile first)."""
+
+    def _check(self) -> None:
+        from trading.models import JobRun
+        from trading.services import LEASE_NAME, holder_dead
+
+        latest = (
+            JobRun.objects.exclude(status=JobRun.Status.SKIPPED)
+            .exclude(job__in=(EXCHANGE_STATUS_JOB, "heartbeat"))
+            .order_by("-started_at", "-id")
+            .values("pk", "job", "status", "owner", "started_at")
+            .first()
+        )
+        if latest is None:
+            return
+        if latest["status"] == JobRun.Status.RUNNING:
+            from trading.models import JobLease
+
+            lease = JobLease.objects.filter(name=LEASE_NAME).values("owner", "expires_at").first()
+            live = (
+                lease is not None
+                and lease["owner"] == latest["owner"]
+                and lease["expires_at"] > timezone.now()
+                and not holder_dead(lease["owner"])
+            )
+            if live:
+                return
+        elif latest["status"] != JobRun.Status.ABANDONED:
+            return
+        raise ServiceWarning(
+            f"{latest['job']} run #{latest['pk']} (started {latest['started_at']:%Y-%m-%d %H:%M}"
+            " UTC) abandoned: its process died before it finished"
+        )
+
+    async def run(self) -> None:
+        await sync_to_async(self._check)()
+
+
 HEALTH_CHECKS = (
     "health_check.checks.Database",
     "trading.health.CacheWarnOnly",
     "trading.health.WorkerHeartbeat",
+    "trading.health.JobRunsAlive",
     "trading.health.ReconcileFresh",
     "trading.health.ExchangeReachable",
     "trading.health.TradingStateCheck",

@@ -374,8 +374,12 @@ class JobRun(models.Model):
         OK = "ok", "OK"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped (lease held)"
+        ABANDONED = "abandoned", "Abandoned (its process died)"
 
     job = models.CharField(max_length=64, db_index=True)
+    # The process running it, "host:pid" (like ``JobLease.owner``): a run whose process is gone
+    # is marked abandoned (``trading.services.runs_abandon``).
+    owner = models.CharField(max_length=128, blank=True)
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PAPER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -388,7 +392,13 @@ class JobRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["job", "status", "-started_at"])]
+        indexes = [
+            models.Index(fields=["job", "status", "-started_at"]),
+            # The few running runs, which every run checks for abandoned ones.
+            models.Index(
+                fields=["owner"], condition=Q(status="running"), name="jobrun_running_owner"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"

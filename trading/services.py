@@ -89,31 +89,46 @@ def risk_limits() -> strategy.RiskLimits:
 def halt(reason: str, user=None, *, cancel_orders: bool = False) -> TradingState:
     """The kill switch: no order is sent until an operator resumes trading.
 
-    ``cancel_orders`` also withdraws every intent not yet sent and asks to cancel every order
-    resting on the exchange (``orders_cancel_all``); cancels still go out while halted.
+    The halt is stored first and logged after, so "Trading halted" is never logged for a halt
+    that did not happen; any reason is accepted (``trading.audit.state_reason``).
+
+    ``cancel_orders`` then also withdraws every intent not yet sent and asks to cancel every
+    order resting on the exchange (``orders_cancel_all``; cancels still go out while halted).
+    That step comes after the halt is committed: if it fails, trading stays halted.
     """
-    logger.warning("Trading halted: %s", reason)
-    with transaction.atomic():
+    try:
         state = trading_state_set(state=TradingState.State.HALTED, reason=reason, user=user)
-        if cancel_orders:
+    except Exception:
+        logger.critical("Halting trading FAILED (reason: %s)", redact(str(reason)[:500]))
+        raise
+    logger.warning("Trading halted: %s", state.reason)
+    if cancel_orders:
+        with transaction.atomic():
             asked = orders_cancel_all(reason=Order.CancelReason.HALT)
-            logger.warning("Halt: %d orders to cancel", asked)
+        logger.warning("Halt: %d orders to cancel", asked)
     return state
 
 
 def lease_acquire(name: str, *, owner: str, ttl: timedelta | None = None) -> int | None:
-    """Claim the lease ``name`` if it is free or expired; return the fencing token, or None."""
+    """Claim the lease ``name`` if it is free or expired, or held by a process that is provably
+    dead (``holder_dead``); return the fencing token, or None while a live holder has it."""
     ttl = ttl or timedelta(seconds=settings.TRADING_LEASE_TTL_SECONDS)
     now = timezone.now()
     try:
         JobLease.objects.get_or_create(name=name, defaults={"expires_at": now - timedelta(1)})
     except IntegrityError:  # another process created it first
         pass
-    claimed = JobLease.objects.filter(name=name, expires_at__lt=now).update(
-        owner=owner, token=F("token") + 1, acquired_at=now, expires_at=now + ttl
-    )
+    claim = {"owner": owner, "token": F("token") + 1, "acquired_at": now, "expires_at": now + ttl}
+    claimed = JobLease.objects.filter(name=name, expires_at__lt=now).update(**claim)
     if claimed != 1:
-        return None
+        held = JobLease.objects.filter(name=name).values("owner", "token").first()
+        if held is None or not holder_dead(held["owner"]):
+            return None
+        # Taken over only from that very holder and claim (token): never from a newer one.
+        claimed = JobLease.objects.filter(name=name, **held).update(**claim)
+        if claimed != 1:
+            return None
+        logger.warning("Lease %s: its holder %s is gone; taken over", name, held["owner"])
     return JobLease.objects.values_list("token", flat=True).get(name=name)
 
 
@@ -127,6 +142,45 @@ def lease_release(name: str, token: int) -> None:
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_dead(owner: str) -> bool:
+    """Whether the process ``owner`` ("host:pid") provably no longer runs: it ran on this host
+    and no process has its pid. A holder on another host is never provably dead (its lease
+    expires instead); a pid taken again by a new process counts as alive."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False  # it exists (another user's) or cannot be asked: not provably dead
+    return False
+
+
+def runs_abandon(now: datetime | None = None) -> int:
+    """Mark abandoned every running job run whose process died; return how many.
+
+    Every run that can be "running" runs under the trading lease (``run_job``, and the market
+    sync inside a cycle), so a running run is dead when the lease is not held by its process:
+    the lease expired or was released, or was taken over by another process; or when its
+    process is provably gone (``holder_dead``)."""
+    now = now or timezone.now()
+    running = JobRun.objects.filter(status=JobRun.Status.RUNNING)
+    lease = JobLease.objects.filter(name=LEASE_NAME).values("owner", "expires_at").first()
+    if lease and lease["expires_at"] > now and not holder_dead(lease["owner"]):
+        running = running.exclude(owner=lease["owner"])  # the live holder's runs go on
+    dead = [run.pk for run in running.only("pk", "owner") if run.owner != _owner()]
+    if not dead:
+        return 0
+    logger.warning("Job runs %s abandoned: their process died", dead)
+    return JobRun.objects.filter(pk__in=dead, status=JobRun.Status.RUNNING).update(
+        status=JobRun.Status.ABANDONED,
+        finished_at=now,
+        summary="abandoned: its process died before the run finished",
+    )
 
 
 # --- Portfolio ------------------------------------------------------------------------------
@@ -1555,38 +1609,68 @@ def tickers_awaiting_results(*, now: datetime) -> list[str]:
 # --- The cycle ------------------------------------------------------------------------------
 
 
+# Exit codes of the job commands (trading_cycle, reconcile, ...), for cron, systemd and
+# container checks: 0 the run finished, EXIT_FAILED it failed, EXIT_SKIPPED another run holds
+# the lease (sysexits' EX_TEMPFAIL: try again later). 2 stays argparse's "bad usage".
+EXIT_FAILED = 1
+EXIT_SKIPPED = 75
+
+
 def run_job(job: str, mode: str, fn: Callable[[JobRun, int], CycleReport]) -> JobRun:
-    """Run ``fn`` under the trading lease and record the run (the heartbeat /health/ reads)."""
-    token = lease_acquire(LEASE_NAME, owner=_owner())
+    """Run ``fn`` under the trading lease and record the run (the heartbeat /health/ reads).
+
+    Runs left "running" by a process that died are marked abandoned first (``runs_abandon``).
+    The run's outcome is saved before the lease is released, so no one sees it "running"
+    without a holder."""
+    owner = _owner()
+    token = lease_acquire(LEASE_NAME, owner=owner)
     if token is None:
+        runs_abandon()  # a run whose host is gone is abandoned once its lease expires
         return JobRun.objects.create(
             job=job,
             mode=mode,
+            owner=owner,
             status=JobRun.Status.SKIPPED,
             finished_at=timezone.now(),
             summary="skipped: another run holds the lease",
         )
-    run = JobRun.objects.create(job=job, mode=mode)
     try:
-        report = fn(run, token)
-    except Exception as exc:
-        logger.exception("Job %s failed", job)
-        if isinstance(exc, ExchangeAuthError) or getattr(exc, "status", None) == 401:
-            halt("the exchange rejected our credentials (HTTP 401): check the API key and clock")
-        run.status = JobRun.Status.FAILED
-        run.error = redact("".join(traceback.format_exception_only(type(exc), exc)))[:5000]
-        run.summary = f"failed: {failure_reason(exc)}"[:500]
-    else:
-        run.status = JobRun.Status.OK
-        run.counts = report.counts
-        run.summary = report.summary()[:500]
-        run.simulated_now = report.now
+        runs_abandon()
+        run = JobRun.objects.create(job=job, mode=mode, owner=owner)
+        try:
+            report = fn(run, token)
+        except Exception as exc:
+            logger.exception("Job %s failed", job)
+            if isinstance(exc, ExchangeAuthError) or getattr(exc, "status", None) == 401:
+                halt(
+                    "the exchange rejected our credentials (HTTP 401): check the API key and clock"
+                )
+            run.status = JobRun.Status.FAILED
+            run.error = redact("".join(traceback.format_exception_only(type(exc), exc)))[:5000]
+            run.summary = f"failed: {failure_reason(exc)}"[:500]
+        else:
+            run.status = JobRun.Status.OK
+            run.counts = report.counts
+            run.summary = report.summary()[:500]
+            run.simulated_now = report.now
+        run.finished_at = timezone.now()
+        run.heartbeat_at = run.finished_at
+        run.save()
     finally:
         lease_release(LEASE_NAME, token)
-    run.finished_at = timezone.now()
-    run.heartbeat_at = run.finished_at
-    run.save()
     return run
+
+
+def job_exit(run: JobRun) -> str:
+    """A job command's ending: the run's summary when it finished, else a ``CommandError``
+    with ``EXIT_FAILED`` or ``EXIT_SKIPPED`` (printed redacted, as the run stored it)."""
+    from django.core.management.base import CommandError
+
+    if run.status == JobRun.Status.SKIPPED:
+        raise CommandError(f"{run.job} {run.summary}", returncode=EXIT_SKIPPED)
+    if run.status != JobRun.Status.OK:
+        raise CommandError(f"{run.job} {run.summary} (run #{run.pk})", returncode=EXIT_FAILED)
+    return run.summary
 
 
 def trading_cycle_run(
@@ -1663,5 +1747,7 @@ __all__ = [
     "track_run",
     "trading_cycle_run",
     "run_job",
+    "job_exit",
+    "runs_abandon",
     "halt",
 ]

@@ -44,6 +44,12 @@ class _StopRequested:
 
 
 def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = None) -> str:
+    """The scheduled task: one cycle (a burst of them in replay); returns the run's summary."""
+    return trading_cycle_job(mode, burst_seconds=burst_seconds).summary
+
+
+def trading_cycle_job(mode: str | None = None, *, burst_seconds: float | None = None) -> JobRun:
+    """Run the trading cycle under the lease (``services.run_job``); return its ``JobRun``."""
     mode = mode or settings.TRADING_MODE
     burst = REPLAY_BURST_SECONDS if burst_seconds is None else burst_seconds
 
@@ -77,9 +83,9 @@ def run_trading_cycle(mode: str | None = None, *, burst_seconds: float | None = 
                     break
         return report or services.CycleReport(mode, timezone.now(), {"replay_finished": 1})
 
-    summary = services.run_job("trading_cycle", mode, cycle).summary
-    cycle_finished.send(sender=run_trading_cycle, mode=mode, summary=summary)
-    return summary
+    run = services.run_job("trading_cycle", mode, cycle)
+    cycle_finished.send(sender=run_trading_cycle, mode=mode, summary=run.summary)
+    return run
 
 
 SYNC_INTERVAL = timedelta(minutes=5)
@@ -100,7 +106,9 @@ def _sync_markets() -> None:
     from markets.kalshi import kalshi_client
     from markets.services import market_sync
 
-    run = JobRun.objects.create(job="sync_markets", mode=settings.TRADING_MODE)
+    run = JobRun.objects.create(
+        job="sync_markets", mode=settings.TRADING_MODE, owner=services._owner()
+    )
     try:
         with kalshi_client() as client:
             opened = market_sync(client=client)

@@ -72,12 +72,7 @@ class ControlTests(TestCase):
             with self.subTest(name):
                 self.assertEqual(self.client.get(reverse(f"dashboard:{name}")).status_code, 405)
 
-    def test_halt_needs_a_reason_then_halts_and_is_audited(self):
-        response = self.post("halt", {"reason": "  "})
-        self.assertRedirects(response, reverse("dashboard:settings"))
-        self.assertIn("Halting trading needs a reason.", messages_of(response))
-        self.assertEqual(TradingState.load().state, "active")
-
+    def test_halt_halts_and_is_audited(self):
         before = generation_key()
         response = self.post("halt", {"reason": "exchange outage"})
         self.assertRedirects(response, reverse("dashboard:settings"))

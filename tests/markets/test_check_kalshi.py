@@ -6,10 +6,12 @@ import time
 from datetime import UTC, datetime
 from io import StringIO
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from config.logging import REDACTED
 from markets import kalshi
 from markets.management.commands.check_kalshi import check_kalshi
 from tests.fakes import FAKE_BASE_URL, FakeKalshi
@@ -78,3 +80,44 @@ def test_the_command_prints_and_exits_non_zero_on_failure(monkeypatch):
     with pytest.raises(CommandError, match="1 Kalshi check"):
         call_command("check_kalshi", stdout=out)
     assert "FAIL  API key: key rejected or clock skew (HTTP 401)" in out.getvalue()
+
+
+class EchoingKalshi(FakeKalshi):
+    """An exchange whose errors echo the request's headers back (key id and signature)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.echoed: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(("/portfolio/balance", "/markets")):
+            headers = {k: v for k, v in request.headers.items() if k.startswith("kalshi-")}
+            self.echoed += [headers["kalshi-access-key"], headers["kalshi-access-signature"]]
+            body = {"code": "bad_request", "message": f"request headers: {headers}"}
+            return httpx.Response(400, json=body)
+        return super().__call__(request)
+
+
+def test_exchange_errors_are_printed_redacted(monkeypatch):
+    fake = EchoingKalshi(now=datetime.now(UTC).replace(microsecond=0))
+    monkeypatch.setattr(kalshi, "kalshi_client", lambda **kw: fake.client(clock=time.time))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("check_kalshi", stdout=out, stderr=err)
+    printed = out.getvalue() + err.getvalue() + str(caught.value)
+    assert "API key: balance read failed" in printed
+    assert fake.echoed and REDACTED in printed
+    for secret in fake.echoed:
+        assert secret not in printed
+
+
+def test_sync_markets_prints_exchange_errors_redacted(monkeypatch):
+    fake = EchoingKalshi(now=datetime.now(UTC).replace(microsecond=0))
+    monkeypatch.setattr(kalshi, "kalshi_client", lambda **kw: fake.client(clock=time.time))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("sync_markets", "--no-progress", stdout=out, stderr=err)
+    printed = out.getvalue() + err.getvalue() + str(caught.value)
+    assert fake.echoed and REDACTED in printed
+    for secret in fake.echoed:
+        assert secret not in printed

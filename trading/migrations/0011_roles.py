@@ -41,7 +41,7 @@ def drop_groups(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trading', '0009_order_lifecycle'),
+        ('trading', '0010_abandoned_runs'),
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),
     ]

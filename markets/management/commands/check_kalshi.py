@@ -20,6 +20,7 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from config.logging import redact
 from markets import kalshi
 
 MAX_SKEW_SECONDS = 5.0
@@ -31,7 +32,8 @@ class Check:
     text: str
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.text}"
+        # Through the log redaction: an exchange's error text may echo our request headers.
+        return redact(f"{'ok  ' if self.ok else 'FAIL'}  {self.text}")
 
 
 def _server_date(client: kalshi.KalshiClient) -> float | None:
@@ -99,7 +101,7 @@ class Command(BaseCommand):
         try:
             client = kalshi.kalshi_client()
         except kalshi.KalshiError as exc:
-            raise CommandError(f"Kalshi client not configured: {exc.message}") from exc
+            raise CommandError(redact(f"Kalshi client not configured: {exc.message}")) from None
         with client:
             checks = check_kalshi(client)
         for check in checks:

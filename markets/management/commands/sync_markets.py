@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.logging import redact
 from markets import kalshi
 from markets.services import market_sync
 
@@ -36,5 +37,6 @@ class Command(BaseCommand):
                     client=client, status=status, progress=not options["no_progress"]
                 )
         except kalshi.KalshiError as exc:
-            raise CommandError(f"Kalshi sync failed: {exc.message}") from exc
+            # Through the log redaction: an exchange's error text may echo our request headers.
+            raise CommandError(redact(f"Kalshi sync failed: {exc.message}")) from None
         self.stdout.write(summary.summary())

@@ -4,48 +4,93 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
+from config.params import MAX_YEAR, MIN_YEAR
 from markets.recorded import RecordedDataError, recorded_data_parse
 from trading import backtest, strategy
 from trading.forecasters import forecaster_for
 from trading.models import BacktestRun, RiskSettings
 
+MAX_STEP_MINUTES = 7 * 24 * 60  # a week per cycle
+MAX_CASH = Decimal(10) ** 9  # a billion dollars: far more than any desk, inside a money column
+CENT = Decimal("0.01")
+# RiskLimits fields that are not columns of RiskSettings: fractions, checked here.
+_FRACTION_LIMITS = ("high_confidence", "medium_confidence")
+
 
 def _moment(value: str | None, option: str) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+    try:
+        parsed = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+        if parsed is not None and parsed.tzinfo is not None:
+            parsed.astimezone(UTC)  # compared in UTC
+    except (ValueError, OverflowError):  # well-formed but not a real date or time
+        parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise CommandError(f"{option}: {value!r} is not an ISO date or time with a time zone")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise CommandError(f"{option}: {value!r} is not between {MIN_YEAR} and {MAX_YEAR}")
     return parsed
 
 
-def _overrides(limits: strategy.RiskLimits, pairs: list[str]) -> strategy.RiskLimits:
-    known = {f.name: f for f in fields(strategy.RiskLimits)}
-    changes = {}
+def _cash(value: str) -> Decimal:
+    """--cash: a finite, positive dollar amount in whole cents."""
+    try:
+        cash = Decimal(value)
+    except InvalidOperation:
+        cash = None
+    if cash is None or not cash.is_finite() or not 0 < cash <= MAX_CASH:
+        raise CommandError(f"--cash: {value!r} is not a dollar amount above 0 and up to {MAX_CASH}")
+    if cash != cash.quantize(CENT):
+        raise CommandError(f"--cash: {value!r} has fractions of a cent")
+    return cash
+
+
+def _overrides(pairs: list[str]) -> strategy.RiskLimits:
+    """The limits in force with the ``--set NAME=VALUE`` what-ifs applied, each checked with the
+    validators ``set_risk``, the admin and the dashboard use (``RiskSettings.full_clean``)."""
+    known = {f.name for f in fields(strategy.RiskLimits)}
+    row = RiskSettings.load()  # changed in memory only: a what-if is never saved
+    extra: dict[str, Decimal] = {}
     for pair in pairs:
-        name, _, raw = pair.partition("=")
-        if name not in known or not raw:
-            raise CommandError(f"--set {pair!r}: expected NAME=VALUE with NAME one of the limits")
-        current = getattr(limits, name)
+        name, sep, raw = (part.strip() for part in pair.partition("="))
+        if name not in known or not sep or not raw:
+            raise CommandError(
+                f"--set {pair!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(known))}"
+            )
+        if name in _FRACTION_LIMITS:
+            try:
+                value = Decimal(raw)
+            except InvalidOperation:
+                value = None
+            if value is None or not value.is_finite() or not 0 <= value <= 1:
+                raise CommandError(f"--set {pair!r}: {name} is a fraction from 0 to 1")
+            extra[name] = value
+            continue
+        field = RiskSettings._meta.get_field(name)
         try:
-            if isinstance(current, tuple):
-                changes[name] = tuple(c.strip() for c in raw.split(",") if c.strip())
-            elif isinstance(current, int) and not isinstance(current, bool):
-                changes[name] = int(raw)
-            else:
-                changes[name] = Decimal(raw)
-        except (ValueError, InvalidOperation):
-            raise CommandError(f"--set {pair!r}: {raw!r} is not a valid value") from None
-    return replace(limits, **changes)
+            setattr(row, name, field.to_python(raw))
+        except ValidationError as exc:
+            raise CommandError(f"--set {pair!r}: {'; '.join(exc.messages)}") from None
+    try:
+        row.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{name}: {' '.join(messages)}" if name != NON_FIELD_ERRORS else " ".join(messages)
+            for name, messages in exc.message_dict.items()
+        )
+        raise CommandError(f"--set: {problems}") from None
+    return replace(strategy.RiskLimits.from_object(row), **extra)
 
 
 class Command(BaseCommand):
@@ -80,11 +125,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-store", action="store_true", help="do not store the run")
 
     def handle(self, *args, **o) -> str:
-        limits = _overrides(strategy.RiskLimits.from_object(RiskSettings.load()), o["sets"])
-        try:
-            cash = Decimal(o["cash"])
-        except InvalidOperation:
-            raise CommandError(f"--cash: {o['cash']!r} is not a dollar amount") from None
+        # Every argument is checked before anything runs or is stored.
+        limits = _overrides(o["sets"])
+        cash = _cash(o["cash"])
+        if not 1 <= o["step"] <= MAX_STEP_MINUTES:
+            raise CommandError(f"--step: {o['step']} is not from 1 to {MAX_STEP_MINUTES} minutes")
+        start, end = _moment(o["start"], "--from"), _moment(o["end"], "--to")
+        if start and end and start >= end:
+            raise CommandError(f"--from {o['start']} is not before --to {o['end']}")
         source = None
         if o["reuse"] is not None:
             source = BacktestRun.objects.filter(pk=o["reuse"]).first()
@@ -99,8 +147,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         params = backtest.BacktestParams(
             forecaster=getattr(forecaster, "name", o["forecaster"]),
-            start=_moment(o["start"], "--from"),
-            end=_moment(o["end"], "--to"),
+            start=start,
+            end=end,
             step=backtest.DEFAULT_STEP * o["step"] / 5,
             starting_cash=cash,
             limits=limits,

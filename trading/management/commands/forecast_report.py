@@ -24,6 +24,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from config.params import MAX_YEAR, MIN_YEAR
 from trading.ledger import (
     ReportGroup,
     fit_rows_left_out,
@@ -40,9 +41,13 @@ ALL = "*"
 def _since(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        parsed.astimezone(UTC)  # the database compares in UTC
+    except (ValueError, OverflowError):
         raise CommandError(f"--since {value!r} is not an ISO date or timestamp") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise CommandError(f"--since {value!r} is not between {MIN_YEAR} and {MAX_YEAR}")
+    return parsed
 
 
 def _label(value: str | None) -> str:

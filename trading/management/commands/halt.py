@@ -3,17 +3,19 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from trading.audit import REASON_CUT_NOTE
 from trading.services import cancels_send, halt
 
 
 class Command(BaseCommand):
     help = (
-        "Halt trading (the kill switch): no order is sent until resume. With --cancel-orders, "
-        "also cancel all our resting orders."
+        "Halt trading (the kill switch): no order is sent until resume. Any reason halts: a "
+        "blank one gets a default, a long one is cut to fit. With --cancel-orders, also cancel "
+        "all our resting orders."
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--reason", required=True)
+        parser.add_argument("--reason", required=True, help="why trading stops")
         parser.add_argument(
             "--cancel-orders",
             action="store_true",
@@ -25,7 +27,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, reason: str, cancel_orders: bool = False, **options) -> str:
         state = halt(reason, cancel_orders=cancel_orders)
-        message = f"Trading halted: {state.reason}"
+        note = " (the reason was cut to fit)" if state.reason.endswith(REASON_CUT_NOTE) else ""
+        message = f"Trading halted{note}: {state.reason}"
         if cancel_orders:
             from trading.exchanges import exchange_for
 

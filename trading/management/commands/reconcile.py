@@ -8,7 +8,10 @@ from trading.exchanges import exchange_for
 
 
 class Command(BaseCommand):
-    help = "Reconcile orders, fills, positions and balance against the exchange now."
+    help = (
+        "Reconcile orders, fills, positions and balance against the exchange now. Exits 0 when "
+        "the run finished, 1 when it failed, 75 when another run holds the lease."
+    )
 
     def handle(self, *args, **options) -> str:
         mode = settings.TRADING_MODE
@@ -17,4 +20,4 @@ class Command(BaseCommand):
             exchange = exchange_for(mode)
             return services.reconcile_run(exchange=exchange, mode=mode, now=exchange.now(), run=run)
 
-        return services.run_job("reconcile", mode, work).summary
+        return services.job_exit(services.run_job("reconcile", mode, work))

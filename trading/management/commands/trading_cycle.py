@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from trading.tasks import run_trading_cycle
+from trading.services import job_exit
+from trading.tasks import trading_cycle_job
 
 
 class Command(BaseCommand):
-    help = "Run one full cycle: reconcile, decide, execute, track exits, reconcile."
+    help = (
+        "Run one full cycle: reconcile, decide, execute, track exits, reconcile. Exits 0 when "
+        "the run finished, 1 when it failed, 75 when another run holds the lease."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--mode", choices=["replay", "paper", "live"], default=None)
@@ -23,6 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, mode: str | None, burst: float, **options) -> str:
         mode = mode or settings.TRADING_MODE
         if mode == "live" and settings.TRADING_MODE != "live":
-            self.stderr.write("Refusing --mode live: TRADING_MODE is not 'live'.")
-            return ""
-        return run_trading_cycle(mode, burst_seconds=burst)
+            raise CommandError("Refusing --mode live: TRADING_MODE is not 'live'.")
+        if not 0 <= burst <= 3600:  # NaN fails this too
+            raise CommandError(f"--burst: {burst} is not from 0 to 3600 seconds")
+        return job_exit(trading_cycle_job(mode, burst_seconds=burst))

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db.models import Sum
 
 from markets.money import format_dollars
+from trading import services
 from trading.models import AccountSnapshot, JobRun, Order, Position, TradingState
 
 
@@ -17,6 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> str:
         mode = settings.TRADING_MODE
+        services.runs_abandon()  # a run whose process died shows as abandoned, not running
         state = TradingState.load()
         lines = [
             f"Mode: {mode}   State: {state.get_state_display()}"
