@@ -18,20 +18,29 @@ Orders go out as V2 requests: ``side`` bid|ask from (side, action) (``OrderReque
 ``price`` = YES price, ``self_trade_prevention_type="taker_at_cross"``. ``max_cost`` (fees
 included) becomes the client's ``buy_max_cost`` guard (fees excluded) after taking off the
 worst-case taker fee, so the check is exact. Orders are never retried here.
+
+Money records (orders, fills, positions, settlements, the balance) are never skipped: one that
+Kalshi sent but we cannot parse, or whose values our books cannot hold (a count beyond
+``CountField``, an amount beyond ``MoneyField``, an id longer than 64 characters, a NUL byte),
+makes the read raise ``ExchangeDataError`` naming the record and the field, before anything is
+booked. The caller (reconcile) must halt trading with that message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
+from django.db import models
 from django.utils import timezone
 
 from markets import kalshi
 from markets.exchange import (
     DuplicateOrder,
     ExchangeAuthError,
+    ExchangeDataError,
     ExchangeError,
     ExchangeFill,
     ExchangeOrder,
@@ -44,9 +53,43 @@ from markets.exchange import (
     OrderRequest,
 )
 from markets.fees import taker_fee
-from markets.money import ZERO
+from markets.money import ZERO, CountField, MoneyField
+from markets.services import Refused, check_value
 
 _CATEGORY_CHUNK = 500  # tickers per IN (...) query: well under SQLite's variable limit
+
+T = TypeVar("T")
+
+# The columns our books keep these values in (the trading app's Order, Fill, Position,
+# Settlement and AccountSnapshot use these field types; ids are CharField(max_length=64)).
+_COUNT = CountField()
+_MONEY = MoneyField()
+_ID = models.CharField(max_length=64)
+_TICKER = models.CharField(max_length=128)  # markets.Market.ticker
+
+
+def _unreadable(what: str, message: str) -> ExchangeDataError:
+    return ExchangeDataError(
+        f"unreadable {what} from Kalshi: {message}; money records are never skipped, so "
+        "trading must halt until it is explained"
+    )
+
+
+def _read(what: str, read: Callable[[], T]) -> T:
+    """``read()``, with a record that cannot be parsed turned into ``ExchangeDataError``."""
+    try:
+        return read()
+    except kalshi.KalshiParseError as exc:
+        raise _unreadable(what, exc.message) from None
+
+
+def _check(what: str, record: str, values: dict[str, tuple[models.Field, Any]]) -> None:
+    """Refuse (``ExchangeDataError``) a record with a value its column cannot hold."""
+    for name, (field, value) in values.items():
+        try:
+            check_value(field, name, value)
+        except Refused as exc:
+            raise _unreadable(what, f"{record}.{exc.field}: {exc.reason}") from None
 
 
 def categories_for(tickers: Iterable[str]) -> dict[str, str]:
@@ -222,7 +265,22 @@ class KalshiExchange:
 
     def orders(self, *, since: datetime | None = None) -> list[ExchangeOrder]:
         result = []
-        for order in self.client.iter_orders(min_ts=_since_ts(since)):
+        for order in _read("order", lambda: list(self.client.iter_orders(min_ts=_since_ts(since)))):
+            _check(
+                "order",
+                f"Order[{kalshi.shown_key(order.order_id)}]",
+                {
+                    "order_id": (_ID, order.order_id),
+                    "client_order_id": (_ID, order.client_order_id),
+                    "ticker": (_TICKER, order.ticker),
+                    "initial_count_fp": (_COUNT, order.initial_count),
+                    "fill_count_fp": (_COUNT, order.fill_count),
+                    "remaining_count_fp": (_COUNT, order.remaining_count),
+                    "taker_fees_dollars": (_MONEY, order.taker_fees),
+                    "maker_fees_dollars": (_MONEY, order.maker_fees),
+                    "taker_fees_dollars + maker_fees_dollars": (_MONEY, order.fees),
+                },
+            )
             side, action = _read_direction(order.book_side)
             result.append(
                 ExchangeOrder(
@@ -244,7 +302,18 @@ class KalshiExchange:
 
     def fills(self, *, since: datetime | None = None) -> list[ExchangeFill]:
         result = []
-        for fill in self.client.iter_fills(min_ts=_since_ts(since)):
+        for fill in _read("fill", lambda: list(self.client.iter_fills(min_ts=_since_ts(since)))):
+            _check(
+                "fill",
+                f"Fill[{kalshi.shown_key(fill.fill_id)}]",
+                {
+                    "fill_id": (_ID, fill.fill_id),
+                    "order_id": (_ID, fill.order_id),
+                    "ticker": (_TICKER, fill.ticker),
+                    "count_fp": (_COUNT, fill.count),
+                    "fee_cost": (_MONEY, fill.fee_cost),
+                },
+            )
             side, action = _read_direction(fill.book_side)
             result.append(
                 ExchangeFill(
@@ -263,6 +332,18 @@ class KalshiExchange:
         return result
 
     def positions(self) -> list[ExchangePosition]:
+        positions = _read("position", lambda: list(self.client.iter_positions()))
+        for p in positions:
+            _check(
+                "position",
+                f"MarketPosition[{kalshi.shown_key(p.ticker)}]",
+                {
+                    "ticker": (_TICKER, p.ticker),
+                    "position_fp": (_COUNT, p.position),
+                    "realized_pnl_dollars": (_MONEY, p.realized_pnl),
+                    "fees_paid_dollars": (_MONEY, p.fees_paid),
+                },
+            )
         return [
             ExchangePosition(
                 ticker=p.ticker,
@@ -270,14 +351,31 @@ class KalshiExchange:
                 realized_pnl=p.realized_pnl,
                 fees_paid=p.fees_paid,
             )
-            for p in self.client.iter_positions()
+            for p in positions
             if p.position != 0
         ]
 
     def balance(self) -> Decimal:
-        return self.client.get_balance().balance
+        balance = _read("balance", self.client.get_balance).balance
+        _check("balance", "Balance", {"balance_dollars": (_MONEY, balance)})
+        return balance
 
     def settlements(self, *, since: datetime | None = None) -> list[ExchangeSettlement]:
+        settlements = _read(
+            "settlement", lambda: list(self.client.iter_settlements(min_ts=_since_ts(since)))
+        )
+        for s in settlements:
+            _check(
+                "settlement",
+                f"Settlement[{kalshi.shown_key(s.ticker)}]",
+                {
+                    "ticker": (_TICKER, s.ticker),
+                    "yes_count_fp": (_COUNT, s.yes_count),
+                    "no_count_fp": (_COUNT, s.no_count),
+                    "revenue": (_MONEY, s.revenue),
+                    "fee_cost": (_MONEY, s.fee_cost),
+                },
+            )
         return [
             ExchangeSettlement(
                 ticker=s.ticker,
@@ -288,5 +386,5 @@ class KalshiExchange:
                 fee=s.fee_cost,
                 settled_at=s.settled_time,
             )
-            for s in self.client.iter_settlements(min_ts=_since_ts(since))
+            for s in settlements
         ]

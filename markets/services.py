@@ -11,18 +11,28 @@ with set-based queries only (a bounded number of queries per 500-1000 markets, n
   running again with the same ``now`` adds nothing).
 
 A second sync of unchanged data updates no market (only new snapshots, at the new time).
+
+Per record: a market that cannot be read (``KalshiParseError`` from the client), or whose
+values our columns cannot hold (a double beyond ``DecimalField(15, 4)``, an over-long ticker, a
+NUL byte, a negative volume...), is skipped before anything is written: logged with its ticker
+and field, counted in ``SyncSummary.skipped`` and listed in ``problems``; the rest is synced.
+Display texts (titles and subtitles) longer than their column are shortened, not refused:
+nothing is decided on them. A failure of the whole reply (bad page, HTTP error) still raises,
+and the transaction means a sync writes all of its accepted markets or nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -30,6 +40,8 @@ from markets import kalshi
 from markets.bulk import chunks, copy_rows, ids_by_key, is_postgresql
 from markets.models import Event, Market, MarketSnapshot, Series, Source
 from markets.money import ONE, ZERO
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
 
@@ -82,14 +94,80 @@ class SyncSummary:
     series_added: int
     events_added: int
     seconds: float
+    skipped: int = 0  # markets left out: unreadable, or not storable (see ``problems``)
+    problems: tuple[str, ...] = ()  # one "<Record>.<field>: <problem>" per skipped market
 
     def summary(self) -> str:
-        return (
+        text = (
             f"Synced {self.seen} markets at {self.ts:%Y-%m-%d %H:%M:%S}Z: {self.added} added, "
             f"{self.updated} updated, {self.unchanged} unchanged, {self.snapshotted} snapshots; "
             f"{self.series_added} new series, {self.events_added} new events "
             f"({self.seconds:.1f}s)"
         )
+        if self.skipped:
+            first = self.problems[0] if self.problems else ""
+            more = f" and {self.skipped - 1} more" if self.skipped > 1 else ""
+            text += f"; {self.skipped} skipped ({first[:200]}{more})"
+        return text
+
+
+# --- Per-record refusal ---------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """One record that cannot be stored: ``field`` names the value, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    return None
+
+
+def check_storable(model: type[models.Model], values: Mapping[str, Any]) -> None:
+    """Raise ``Refused`` naming the first value of ``values`` that ``model``'s column cannot
+    hold as is: text over ``max_length`` or with a NUL byte (PostgreSQL refuses it), a number
+    with more digits than its ``DecimalField`` or outside its integer range. Values are not
+    changed: what does not fit is refused, never cut or rounded."""
+    for name, value in values.items():
+        check_value(model._meta.get_field(name), name, value)
+
+
+def check_value(field: models.Field, name: str, value: Any) -> None:
+    """Raise ``Refused`` (naming ``name``) if ``field``'s column cannot hold ``value`` as is."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        if problem:
+            raise Refused(name, problem)
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise Refused(name, f"{value} is not a finite number")
+    try:
+        field.run_validators(value)
+    except ValidationError as exc:
+        raise Refused(name, _fit_message(field, value, exc)) from None
+
+
+def _fit_message(field: models.Field, value: Any, exc: ValidationError) -> str:
+    if isinstance(field, models.DecimalField):
+        whole = field.max_digits - field.decimal_places
+        return (
+            f"{str(value)[:40]} does not fit the column (at most {whole} digits before the "
+            f"point and {field.decimal_places} after)"
+        )
+    if isinstance(value, str) and field.max_length is not None and len(value) > field.max_length:
+        return f"is {len(value)} characters long; the column holds {field.max_length}"
+    return "; ".join(exc.messages)[:200]
 
 
 def _series_ticker(event_ticker: str) -> str:
@@ -102,14 +180,18 @@ def _price(value: Decimal | None) -> Decimal | None:
 
 
 def _clip(text: str | None, length: int = 255) -> str:
+    """A display text shortened to its column (the only values that are cut, not refused)."""
     return (text or "")[:length]
 
 
 def _strike(value: Decimal | None) -> Decimal | None:
+    """A strike to 4 places; one too large to round is returned as is (and refused)."""
     if value is None:
         return None
-    value = value.quantize(Decimal("0.0001"))
-    return value if abs(value) < Decimal("1e11") else None  # max_digits=15, 4 places
+    try:
+        return value.quantize(Decimal("0.0001"))
+    except ArithmeticError:
+        return value
 
 
 def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
@@ -121,7 +203,7 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         "subtitle": _clip(m.subtitle),
         "yes_sub_title": _clip(m.yes_sub_title),
         "no_sub_title": _clip(m.no_sub_title),
-        "status": m.status[:16],
+        "status": m.status,
         "open_time": m.open_time,
         "close_time": m.close_time,
         "latest_expiration_time": m.latest_expiration_time,
@@ -135,13 +217,13 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         "volume": m.volume,
         "volume_24h": m.volume_24h,
         "open_interest": m.open_interest,
-        "price_level_structure": m.price_level_structure[:32],
+        "price_level_structure": m.price_level_structure,
         "price_ranges": [
             {"start": str(r.start), "end": str(r.end), "step": str(r.step)} for r in m.price_ranges
         ],
         "rules_primary": m.rules_primary,
         "rules_secondary": m.rules_secondary,
-        "strike_type": _clip(m.strike_type, 32),
+        "strike_type": m.strike_type or "",
         "floor_strike": _strike(m.floor_strike),
         "cap_strike": _strike(m.cap_strike),
         "can_close_early": m.can_close_early,
@@ -151,6 +233,35 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         else None,
         "settled_time": m.settlement_ts,
     }
+
+
+_NOT_NEGATIVE = ("volume", "volume_24h", "open_interest")  # the model's check constraint
+# Parsed names that differ from the column names, for messages that name Kalshi's field.
+_KALSHI_NAMES = {
+    "volume": "volume_fp",
+    "volume_24h": "volume_24h_fp",
+    "open_interest": "open_interest_fp",
+    "yes_bid_size": "yes_bid_size_fp",
+    "yes_ask_size": "yes_ask_size_fp",
+    "settled_time": "settlement_ts",
+}
+
+
+def _check_market(m: kalshi.Market) -> None:
+    """Raise ``Refused`` if ``m`` (or the event and series made for it) cannot be stored."""
+    if not m.event_ticker:
+        raise Refused("event_ticker", "is empty")
+    check_storable(Market, {"ticker": m.ticker})
+    check_storable(Event, {"event_ticker": m.event_ticker})
+    check_storable(Series, {"ticker": _series_ticker(m.event_ticker)})
+    fresh = _fields(m, 0)
+    for name in _NOT_NEGATIVE:
+        if fresh[name] < 0:
+            raise Refused(name, f"{fresh[name]} is negative")
+    try:
+        check_storable(Market, {k: v for k, v in fresh.items() if k != "event_id"})
+    except Refused as exc:
+        raise Refused(_KALSHI_NAMES.get(exc.field, exc.field), exc.reason) from None
 
 
 def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
@@ -165,14 +276,15 @@ def _fetch(
     status: str | None,
     progress: bool,
     tickers: Sequence[str] | None = None,
+    on_error: Callable[[kalshi.KalshiParseError], None] | None = None,
 ) -> list[kalshi.Market]:
     markets: dict[str, kalshi.Market] = {}
     bar = tqdm(desc="markets", unit="mkt", disable=None if progress else True)
     pages = (
-        [client.iter_markets(status=status)]
+        [client.iter_markets(status=status, on_error=on_error)]
         if tickers is None
         else [
-            client.iter_markets(status=status, tickers=chunk)
+            client.iter_markets(status=status, tickers=chunk, on_error=on_error)
             for chunk in chunks(sorted(set(tickers)), TICKERS_PER_REQUEST)
         ]
     )
@@ -198,10 +310,29 @@ def market_sync(
     results of markets we hold or forecast reach the books once they have closed.
     """
     started = time.monotonic()
+    problems: list[str] = []
+
+    def skip(record: str, field: str, reason: str) -> None:
+        logger.warning("Skipped %s: field %s: %s", record, field, reason)
+        problems.append(f"{record}.{field}: {reason}")
+
+    def unreadable(error: kalshi.KalshiParseError) -> None:
+        record, field = error.record or "Market", error.field or "?"
+        reason = error.message.removeprefix(f"{record}.{field}").lstrip(": ")
+        skip(record, field, reason)
+
     if tickers is not None and not tickers:
-        markets: list[kalshi.Market] = []
+        fetched: list[kalshi.Market] = []
     else:
-        markets = _fetch(client, status, progress, tickers)
+        fetched = _fetch(client, status, progress, tickers, on_error=unreadable)
+    markets = []
+    for m in fetched:
+        try:
+            _check_market(m)
+        except Refused as exc:
+            skip(f"Market[{kalshi.shown_key(m.ticker)}]", exc.field, exc.reason)
+        else:
+            markets.append(m)
     now = now or timezone.now()
     with transaction.atomic():
         series_added, events_added, event_ids = _ensure_events(markets, now)
@@ -217,6 +348,8 @@ def market_sync(
         series_added=series_added,
         events_added=events_added,
         seconds=time.monotonic() - started,
+        skipped=len(problems),
+        problems=tuple(problems),
     )
 
 

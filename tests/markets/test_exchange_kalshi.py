@@ -190,7 +190,10 @@ class UnreadableMoneyRecordTests(TestCase):
         self.fake = FakeKalshi()
         self.fake.now = timezone.now()
         self.fake.add_market(
-            TICKER, yes_bid="0.4500", yes_ask="0.4700", close_time=timezone.now() + timedelta(days=3)
+            TICKER,
+            yes_bid="0.4500",
+            yes_ask="0.4700",
+            close_time=timezone.now() + timedelta(days=3),
         )
         client = self.fake.client()
         market_sync(client=client)
@@ -199,7 +202,12 @@ class UnreadableMoneyRecordTests(TestCase):
         [self.fill_id] = [f["fill_id"] for f in self.fake.fills]
 
     def corrupt(self, route: str, key: str, **fields):
-        self.fake.fail_next(route, "mutate", mutate=lambda body: body[key][0].update(fields))
+        """The next reply to ``route`` carries its first record with ``fields`` changed."""
+
+        def mutate(body):
+            body[key][0] = {**body[key][0], **fields}
+
+        self.fake.fail_next(route, "mutate", mutate=mutate)
 
     def test_a_malformed_fill_stops_reconcile_with_the_reason_and_books_nothing(self):
         self.corrupt("GET /portfolio/fills", "fills", count_fp="four")
@@ -228,7 +236,12 @@ class UnreadableMoneyRecordTests(TestCase):
         reads = [
             ("GET /portfolio/orders", "orders", {"fill_count_fp": None}, self.ex.orders),
             ("GET /portfolio/fills", "fills", {"created_time": "yesterday"}, self.ex.fills),
-            ("GET /portfolio/positions", "market_positions", {"position_fp": []}, self.ex.positions),
+            (
+                "GET /portfolio/positions",
+                "market_positions",
+                {"position_fp": []},
+                self.ex.positions,
+            ),
             ("GET /portfolio/settlements", "settlements", {"revenue": "1.5"}, self.ex.settlements),
         ]
         self.fake.settle_market(TICKER, "yes")
