@@ -83,13 +83,27 @@ def _read(what: str, read: Callable[[], T]) -> T:
         raise _unreadable(what, exc.message) from None
 
 
-def _check(what: str, record: str, values: dict[str, tuple[models.Field, Any]]) -> None:
-    """Refuse (``ExchangeDataError``) a record with a value its column cannot hold."""
+def _check(
+    what: str,
+    record: str,
+    values: dict[str, tuple[models.Field, Any]],
+    *,
+    positive: Iterable[str] = (),
+    not_negative: Iterable[str] = (),
+) -> None:
+    """Refuse (``ExchangeDataError``) a record with a value its column cannot hold, or one that
+    breaks the sign our books' check constraints require (``positive``, ``not_negative``)."""
     for name, (field, value) in values.items():
         try:
             check_value(field, name, value)
         except Refused as exc:
             raise _unreadable(what, f"{record}.{exc.field}: {exc.reason}") from None
+    for name in positive:
+        if not values[name][1] > ZERO:
+            raise _unreadable(what, f"{record}.{name}: {values[name][1]} is not positive")
+    for name in not_negative:
+        if values[name][1] < ZERO:
+            raise _unreadable(what, f"{record}.{name}: {values[name][1]} is negative")
 
 
 def categories_for(tickers: Iterable[str]) -> dict[str, str]:
@@ -280,6 +294,11 @@ class KalshiExchange:
                     "maker_fees_dollars": (_MONEY, order.maker_fees),
                     "taker_fees_dollars + maker_fees_dollars": (_MONEY, order.fees),
                 },
+                not_negative=(
+                    "fill_count_fp",
+                    "remaining_count_fp",
+                    "taker_fees_dollars + maker_fees_dollars",
+                ),
             )
             side, action = _read_direction(order.book_side)
             result.append(
@@ -313,7 +332,15 @@ class KalshiExchange:
                     "count_fp": (_COUNT, fill.count),
                     "fee_cost": (_MONEY, fill.fee_cost),
                 },
+                positive=("count_fp",),
+                not_negative=("fee_cost",),
             )
+            if not ZERO < fill.yes_price < 1:
+                raise _unreadable(
+                    "fill",
+                    f"Fill[{kalshi.shown_key(fill.fill_id)}].yes_price_dollars: "
+                    f"{fill.yes_price} is not strictly between 0 and 1",
+                )
             side, action = _read_direction(fill.book_side)
             result.append(
                 ExchangeFill(
@@ -375,6 +402,7 @@ class KalshiExchange:
                     "revenue": (_MONEY, s.revenue),
                     "fee_cost": (_MONEY, s.fee_cost),
                 },
+                not_negative=("yes_count_fp", "no_count_fp", "revenue", "fee_cost"),
             )
         return [
             ExchangeSettlement(

@@ -317,6 +317,15 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _sendable(text: str) -> bool:
+    """Whether ``text`` can go into a URL (a lone surrogate from JSON cannot be encoded)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def shown_key(key: str, limit: int = 80) -> str:
     """A record key as it appears in messages and logs: printable and of bounded length."""
     text = key if key.isprintable() else repr(key)[1:-1]
@@ -554,7 +563,10 @@ class Market:
         ranges = []
         for index, item in enumerate(f.items("price_ranges")):
             r = _Fields(f"{f.label}.price_ranges[{index}]", item)
-            ranges.append(PriceRange(r.price("start"), r.price("end"), r.price("step")))
+            price_range = PriceRange(r.price("start"), r.price("end"), r.price("step"))
+            if price_range.step <= ZERO:  # contains() divides by it
+                raise r.fail("step", f"{price_range.step} is not positive")
+            ranges.append(price_range)
         return cls(
             ticker=f.nonempty("ticker"),
             event_ticker=f.text("event_ticker"),
@@ -1397,6 +1409,8 @@ class KalshiClient:
                         raise
                     on_error(exc)
             next_cursor = page.text("cursor", optional=True)
+            if next_cursor and not _sendable(next_cursor):
+                raise page.fail("cursor", "cannot be sent back (not valid Unicode text)")
             yield from items
             if not next_cursor:
                 return

@@ -150,24 +150,38 @@ def check_value(field: models.Field, name: str, value: Any) -> None:
         problem = _text_problem(value)
         if problem:
             raise Refused(name, problem)
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise Refused(name, f"{value} is not a finite number")
+    if isinstance(field, models.DecimalField) and isinstance(value, Decimal):
+        _check_decimal(field, name, value)
+        return
     try:
         field.run_validators(value)
     except ValidationError as exc:
-        raise Refused(name, _fit_message(field, value, exc)) from None
+        if isinstance(value, str) and field.max_length and len(value) > field.max_length:
+            raise Refused(
+                name, f"is {len(value)} characters long; the column holds {field.max_length}"
+            ) from None
+        raise Refused(name, "; ".join(exc.messages)[:200]) from None
 
 
-def _fit_message(field: models.Field, value: Any, exc: ValidationError) -> str:
-    if isinstance(field, models.DecimalField):
-        whole = field.max_digits - field.decimal_places
-        return (
-            f"{str(value)[:40]} does not fit the column (at most {whole} digits before the "
-            f"point and {field.decimal_places} after)"
+def _check_decimal(field: models.DecimalField, name: str, value: Decimal) -> None:
+    """The column stores ``decimal_places`` places and ``max_digits`` digits: a value with more
+    decimals would be rounded by the database, one with more digits refused or (SQLite) made
+    inexact."""
+    shown = str(value)[:40]
+    if not value.is_finite():
+        raise Refused(name, f"{shown} is not a finite number")
+    places, whole = field.decimal_places, field.max_digits - field.decimal_places
+    try:
+        exact = value.quantize(Decimal(1).scaleb(-places)) == value
+    except ArithmeticError:  # more digits than the context's precision
+        exact = False
+    if value and value.adjusted() >= whole:
+        raise Refused(
+            name,
+            f"{shown} does not fit the column (at most {whole} digits before the point)",
         )
-    if isinstance(value, str) and field.max_length is not None and len(value) > field.max_length:
-        return f"is {len(value)} characters long; the column holds {field.max_length}"
-    return "; ".join(exc.messages)[:200]
+    if not exact:
+        raise Refused(name, f"{shown} has more than {places} decimals (the column's places)")
 
 
 def _series_ticker(event_ticker: str) -> str:
