@@ -211,7 +211,11 @@ class KalshiExchange:
     # -- market data ------------------------------------------------------------------------------
 
     def open_markets(self) -> list[MarketQuote]:
-        markets = [m for m in self.client.iter_markets(status="open") if m.status == "active"]
+        markets = [
+            m
+            for m in self.client.iter_markets(status="open", on_error=kalshi.log_skipped)
+            if m.status == "active"
+        ]
         categories = categories_for(m.ticker for m in markets)
         observed = self.now()
         return [

@@ -12,7 +12,10 @@ Everything that talks to Kalshi goes through ``KalshiClient``; it owns the polic
 - rate limiting: a shared per-process ``RateLimiter`` with Kalshi's Read and Write buckets;
 - parsing at the edge: replies become frozen dataclasses with ``Decimal`` money and aware UTC
   datetimes. Unknown fields are ignored; a missing required field or a malformed value raises
-  ``KalshiParseError`` naming the object and the field.
+  ``KalshiParseError`` naming the object and the field (``record``, ``field``). Reads of market
+  data (markets, events) take ``on_error`` to skip such a record instead (``log_skipped``);
+  money records (orders, fills, positions, settlements, balance) are never skipped here.
+  Whatever a reply holds, the client raises nothing but ``KalshiError``.
 
 Secrets: the key id, the private key, PEM text and signatures never appear in logs, reprs or
 error messages, and request headers are never logged.
@@ -180,6 +183,11 @@ class OrderRequestError(KalshiError, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, permanent=True)
+
+
+def log_skipped(error: KalshiParseError) -> None:
+    """An ``on_error`` for reads of market data: log the unreadable record and go on."""
+    logger.warning("Skipped an unreadable record from Kalshi: %s", error.message)
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str | None]:

@@ -286,3 +286,32 @@ class UnreadableMoneyRecordTests(TestCase):
         with self.assertRaises(ExchangeDataError) as caught:
             self.ex.balance()
         self.assertIn("balance", caught.exception.message)
+
+
+class MalformedMarketReadsTests(TestCase):
+    """Market data is not money: a malformed market is logged and left out of the open markets
+    (live and paper) and of the outcomes, and the rest is served."""
+
+    def setUp(self):
+        self.fake = FakeKalshi()
+        self.fake.add_market(TICKER, yes_bid="0.4500", yes_ask="0.4700")
+        self.fake.add_market("KXBAD-26SEP01-T1", yes_bid="0.4500", yes_ask="0.4700")
+        self.fake.markets["KXBAD-26SEP01-T1"]["floor_strike"] = "fifty"
+
+    def test_the_live_exchange_skips_it(self):
+        with self.assertLogs("markets.kalshi", "WARNING") as logs:
+            quotes = KalshiExchange(self.fake.client()).open_markets()
+        self.assertEqual([q.ticker for q in quotes], [TICKER])
+        self.assertIn("Market[KXBAD-26SEP01-T1].floor_strike", "\n".join(logs.output))
+
+    def test_paper_quotes_skip_it(self):
+        from markets.paper import PaperQuotes
+
+        self.fake.settle_market(TICKER, "yes")
+        self.fake.add_market("KXOPEN-26SEP01-T1", yes_bid="0.4500", yes_ask="0.4700")
+        quotes = PaperQuotes(self.fake.client())
+        with self.assertLogs("markets.kalshi", "WARNING") as logs:
+            self.assertEqual([q.ticker for q in quotes.open_markets()], ["KXOPEN-26SEP01-T1"])
+            outcomes = quotes.outcomes([TICKER, "KXBAD-26SEP01-T1"])
+        self.assertEqual(set(outcomes), {TICKER})
+        self.assertIn("KXBAD-26SEP01-T1", "\n".join(logs.output))
