@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from django.test import TestCase
 from django.utils import timezone
 
+from markets import kalshi
 from markets.exchange import (
     DuplicateOrder,
     ExchangeDataError,
@@ -315,3 +316,17 @@ class MalformedMarketReadsTests(TestCase):
             outcomes = quotes.outcomes([TICKER, "KXBAD-26SEP01-T1"])
         self.assertEqual(set(outcomes), {TICKER})
         self.assertIn("KXBAD-26SEP01-T1", "\n".join(logs.output))
+
+    def test_an_event_reader_can_skip_a_malformed_event(self):
+        self.fake.add_event("KXBADEVENT-26SEP01", mutually_exclusive="sometimes")
+        client = self.fake.client()
+        with self.assertRaises(kalshi.KalshiParseError):
+            client.get_events()
+        skipped = []
+        events = client.get_events(on_error=skipped.append)
+        self.assertIn("KXHIGHNY-26SEP01", [e.event_ticker for e in events])
+        self.assertNotIn("KXBADEVENT-26SEP01", [e.event_ticker for e in events])
+        [error] = skipped
+        self.assertEqual(
+            (error.record, error.field), ("Event[KXBADEVENT-26SEP01]", "mutually_exclusive")
+        )
