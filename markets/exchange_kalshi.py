@@ -90,9 +90,11 @@ def _check(
     *,
     positive: Iterable[str] = (),
     not_negative: Iterable[str] = (),
+    open_price: tuple[str, Decimal] | None = None,
 ) -> None:
     """Refuse (``ExchangeDataError``) a record with a value its column cannot hold, or one that
-    breaks the sign our books' check constraints require (``positive``, ``not_negative``)."""
+    breaks our books' check constraints: a sign (``positive``, ``not_negative``) or a price
+    strictly between 0 and 1 (``open_price``: name, value)."""
     for name, (field, value) in values.items():
         try:
             check_value(field, name, value)
@@ -104,6 +106,9 @@ def _check(
     for name in not_negative:
         if values[name][1] < ZERO:
             raise _unreadable(what, f"{record}.{name}: {values[name][1]} is negative")
+    if open_price is not None and not ZERO < open_price[1] < 1:
+        name, price = open_price
+        raise _unreadable(what, f"{record}.{name}: {price} is not strictly between 0 and 1")
 
 
 def categories_for(tickers: Iterable[str]) -> dict[str, str]:
@@ -298,11 +303,13 @@ class KalshiExchange:
                     "maker_fees_dollars": (_MONEY, order.maker_fees),
                     "taker_fees_dollars + maker_fees_dollars": (_MONEY, order.fees),
                 },
+                positive=("initial_count_fp",),
                 not_negative=(
                     "fill_count_fp",
                     "remaining_count_fp",
                     "taker_fees_dollars + maker_fees_dollars",
                 ),
+                open_price=("yes_price_dollars", order.yes_price),
             )
             side, action = _read_direction(order.book_side)
             result.append(
@@ -338,13 +345,8 @@ class KalshiExchange:
                 },
                 positive=("count_fp",),
                 not_negative=("fee_cost",),
+                open_price=("yes_price_dollars", fill.yes_price),
             )
-            if not ZERO < fill.yes_price < 1:
-                raise _unreadable(
-                    "fill",
-                    f"Fill[{kalshi.shown_key(fill.fill_id)}].yes_price_dollars: "
-                    f"{fill.yes_price} is not strictly between 0 and 1",
-                )
             side, action = _read_direction(fill.book_side)
             result.append(
                 ExchangeFill(
