@@ -66,6 +66,7 @@ _COUNT = CountField()
 _MONEY = MoneyField()
 _ID = models.CharField(max_length=64)
 _TICKER = models.CharField(max_length=128)  # markets.Market.ticker
+_TEXT = models.TextField()  # no length limit, but still no NUL byte
 
 
 def _unreadable(what: str, message: str) -> ExchangeDataError:
@@ -294,7 +295,8 @@ class KalshiExchange:
                 f"Order[{kalshi.shown_key(order.order_id)}]",
                 {
                     "order_id": (_ID, order.order_id),
-                    "client_order_id": (_ID, order.client_order_id),
+                    # Any length: only ours (short, with our prefix) are ever stored.
+                    "client_order_id": (_TEXT, order.client_order_id),
                     "ticker": (_TICKER, order.ticker),
                     "initial_count_fp": (_COUNT, order.initial_count),
                     "fill_count_fp": (_COUNT, order.fill_count),
