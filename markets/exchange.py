@@ -77,6 +77,15 @@ class DuplicateOrder(ExchangeError):
         super().__init__(message, permanent=True, code="duplicate_client_order_id")
 
 
+class ExchangeDataError(ExchangeError):
+    """An order, fill, position, settlement or balance the exchange sent that we cannot read or
+    store. Money records are never skipped: whoever reads one must stop and halt trading with
+    ``message`` (it names the record and the field)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True, code="unreadable_exchange_data")
+
+
 @dataclass(frozen=True)
 class ExchangeStatus:
     exchange_active: bool

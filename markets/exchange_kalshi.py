@@ -18,20 +18,29 @@ Orders go out as V2 requests: ``side`` bid|ask from (side, action) (``OrderReque
 ``price`` = YES price, ``self_trade_prevention_type="taker_at_cross"``. ``max_cost`` (fees
 included) becomes the client's ``buy_max_cost`` guard (fees excluded) after taking off the
 market's taker fee (its stored schedule, as the strategy priced it), so the check is exact. Orders are never retried here.
+
+Money records (orders, fills, positions, settlements, the balance) are never skipped: one that
+Kalshi sent but we cannot parse, or whose values our books cannot hold (a count beyond
+``CountField``, an amount beyond ``MoneyField``, an id longer than 64 characters, a NUL byte),
+makes the read raise ``ExchangeDataError`` naming the record and the field, before anything is
+booked. The caller (reconcile) must halt trading with that message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
+from django.db import models
 from django.utils import timezone
 
 from markets import kalshi
 from markets.exchange import (
     DuplicateOrder,
     ExchangeAuthError,
+    ExchangeDataError,
     ExchangeError,
     ExchangeFill,
     ExchangeOrder,
@@ -44,9 +53,63 @@ from markets.exchange import (
     OrderRequest,
 )
 from markets.fees import DEFAULT_FEES, FeeSchedule, order_fee, schedule_for, stored_fee_schedules
-from markets.money import ZERO
+from markets.money import ZERO, CountField, MoneyField
+from markets.services import Refused, check_value
 
 _CATEGORY_CHUNK = 500  # tickers per IN (...) query: well under SQLite's variable limit
+
+T = TypeVar("T")
+
+# The columns our books keep these values in (the trading app's Order, Fill, Position,
+# Settlement and AccountSnapshot use these field types; ids are CharField(max_length=64)).
+_COUNT = CountField()
+_MONEY = MoneyField()
+_ID = models.CharField(max_length=64)
+_TICKER = models.CharField(max_length=128)  # markets.Market.ticker
+_TEXT = models.TextField()  # no length limit, but still no NUL byte
+
+
+def _unreadable(what: str, message: str) -> ExchangeDataError:
+    return ExchangeDataError(
+        f"unreadable {what} from Kalshi: {message}; money records are never skipped, so "
+        "trading must halt until it is explained"
+    )
+
+
+def _read(what: str, read: Callable[[], T]) -> T:
+    """``read()``, with a record that cannot be parsed turned into ``ExchangeDataError``."""
+    try:
+        return read()
+    except kalshi.KalshiParseError as exc:
+        raise _unreadable(what, exc.message) from None
+
+
+def _check(
+    what: str,
+    record: str,
+    values: dict[str, tuple[models.Field, Any]],
+    *,
+    positive: Iterable[str] = (),
+    not_negative: Iterable[str] = (),
+    open_price: tuple[str, Decimal] | None = None,
+) -> None:
+    """Refuse (``ExchangeDataError``) a record with a value its column cannot hold, or one that
+    breaks our books' check constraints: a sign (``positive``, ``not_negative``) or a price
+    strictly between 0 and 1 (``open_price``: name, value)."""
+    for name, (field, value) in values.items():
+        try:
+            check_value(field, name, value)
+        except Refused as exc:
+            raise _unreadable(what, f"{record}.{exc.field}: {exc.reason}") from None
+    for name in positive:
+        if not values[name][1] > ZERO:
+            raise _unreadable(what, f"{record}.{name}: {values[name][1]} is not positive")
+    for name in not_negative:
+        if values[name][1] < ZERO:
+            raise _unreadable(what, f"{record}.{name}: {values[name][1]} is negative")
+    if open_price is not None and not ZERO < open_price[1] < 1:
+        name, price = open_price
+        raise _unreadable(what, f"{record}.{name}: {price} is not strictly between 0 and 1")
 
 
 def categories_for(tickers: Iterable[str]) -> dict[str, str]:
@@ -202,7 +265,11 @@ class KalshiExchange:
     # -- market data ------------------------------------------------------------------------------
 
     def open_markets(self) -> list[MarketQuote]:
-        markets = [m for m in self.client.iter_markets(status="open") if m.status == "active"]
+        markets = [
+            m
+            for m in self.client.iter_markets(status="open", on_error=kalshi.log_skipped)
+            if m.status == "active"
+        ]
         categories = categories_for(m.ticker for m in markets)
         fees = fee_schedules_for(markets)
         observed = self.now()
@@ -290,7 +357,30 @@ class KalshiExchange:
 
     def orders(self, *, since: datetime | None = None) -> list[ExchangeOrder]:
         result = []
-        for order in self.client.iter_orders(min_ts=_since_ts(since)):
+        for order in _read("order", lambda: list(self.client.iter_orders(min_ts=_since_ts(since)))):
+            _check(
+                "order",
+                f"Order[{kalshi.shown_key(order.order_id)}]",
+                {
+                    "order_id": (_ID, order.order_id),
+                    # Any length: only ours (short, with our prefix) are ever stored.
+                    "client_order_id": (_TEXT, order.client_order_id),
+                    "ticker": (_TICKER, order.ticker),
+                    "initial_count_fp": (_COUNT, order.initial_count),
+                    "fill_count_fp": (_COUNT, order.fill_count),
+                    "remaining_count_fp": (_COUNT, order.remaining_count),
+                    "taker_fees_dollars": (_MONEY, order.taker_fees),
+                    "maker_fees_dollars": (_MONEY, order.maker_fees),
+                    "taker_fees_dollars + maker_fees_dollars": (_MONEY, order.fees),
+                },
+                positive=("initial_count_fp",),
+                not_negative=(
+                    "fill_count_fp",
+                    "remaining_count_fp",
+                    "taker_fees_dollars + maker_fees_dollars",
+                ),
+                open_price=("yes_price_dollars", order.yes_price),
+            )
             side, action = _read_direction(order.book_side)
             result.append(
                 ExchangeOrder(
@@ -312,7 +402,21 @@ class KalshiExchange:
 
     def fills(self, *, since: datetime | None = None) -> list[ExchangeFill]:
         result = []
-        for fill in self.client.iter_fills(min_ts=_since_ts(since)):
+        for fill in _read("fill", lambda: list(self.client.iter_fills(min_ts=_since_ts(since)))):
+            _check(
+                "fill",
+                f"Fill[{kalshi.shown_key(fill.fill_id)}]",
+                {
+                    "fill_id": (_ID, fill.fill_id),
+                    "order_id": (_ID, fill.order_id),
+                    "ticker": (_TICKER, fill.ticker),
+                    "count_fp": (_COUNT, fill.count),
+                    "fee_cost": (_MONEY, fill.fee_cost),
+                },
+                positive=("count_fp",),
+                not_negative=("fee_cost",),
+                open_price=("yes_price_dollars", fill.yes_price),
+            )
             side, action = _read_direction(fill.book_side)
             result.append(
                 ExchangeFill(
@@ -331,6 +435,18 @@ class KalshiExchange:
         return result
 
     def positions(self) -> list[ExchangePosition]:
+        positions = _read("position", lambda: list(self.client.iter_positions()))
+        for p in positions:
+            _check(
+                "position",
+                f"MarketPosition[{kalshi.shown_key(p.ticker)}]",
+                {
+                    "ticker": (_TICKER, p.ticker),
+                    "position_fp": (_COUNT, p.position),
+                    "realized_pnl_dollars": (_MONEY, p.realized_pnl),
+                    "fees_paid_dollars": (_MONEY, p.fees_paid),
+                },
+            )
         return [
             ExchangePosition(
                 ticker=p.ticker,
@@ -338,14 +454,32 @@ class KalshiExchange:
                 realized_pnl=p.realized_pnl,
                 fees_paid=p.fees_paid,
             )
-            for p in self.client.iter_positions()
+            for p in positions
             if p.position != 0
         ]
 
     def balance(self) -> Decimal:
-        return self.client.get_balance().balance
+        balance = _read("balance", self.client.get_balance).balance
+        _check("balance", "Balance", {"balance_dollars": (_MONEY, balance)})
+        return balance
 
     def settlements(self, *, since: datetime | None = None) -> list[ExchangeSettlement]:
+        settlements = _read(
+            "settlement", lambda: list(self.client.iter_settlements(min_ts=_since_ts(since)))
+        )
+        for s in settlements:
+            _check(
+                "settlement",
+                f"Settlement[{kalshi.shown_key(s.ticker)}]",
+                {
+                    "ticker": (_TICKER, s.ticker),
+                    "yes_count_fp": (_COUNT, s.yes_count),
+                    "no_count_fp": (_COUNT, s.no_count),
+                    "revenue": (_MONEY, s.revenue),
+                    "fee_cost": (_MONEY, s.fee_cost),
+                },
+                not_negative=("yes_count_fp", "no_count_fp", "revenue", "fee_cost"),
+            )
         return [
             ExchangeSettlement(
                 ticker=s.ticker,
@@ -356,5 +490,5 @@ class KalshiExchange:
                 fee=s.fee_cost,
                 settled_at=s.settled_time,
             )
-            for s in self.client.iter_settlements(min_ts=_since_ts(since))
+            for s in settlements
         ]

@@ -12,7 +12,10 @@ Everything that talks to Kalshi goes through ``KalshiClient``; it owns the polic
 - rate limiting: a shared per-process ``RateLimiter`` with Kalshi's Read and Write buckets;
 - parsing at the edge: replies become frozen dataclasses with ``Decimal`` money and aware UTC
   datetimes. Unknown fields are ignored; a missing required field or a malformed value raises
-  ``KalshiParseError`` naming the object and the field.
+  ``KalshiParseError`` naming the object and the field (``record``, ``field``). Reads of market
+  data (markets, events) take ``on_error`` to skip such a record instead (``log_skipped``);
+  money records (orders, fills, positions, settlements, balance) are never skipped here.
+  Whatever a reply holds, the client raises nothing but ``KalshiError``.
 
 Secrets: the key id, the private key, PEM text and signatures never appear in logs, reprs or
 error messages, and request headers are never logged.
@@ -134,10 +137,27 @@ class KalshiRateLimited(KalshiError):
 
 
 class KalshiParseError(KalshiError):
-    """A reply that is not what the spec promises (bad JSON, missing or malformed field)."""
+    """A reply that is not what the spec promises (bad JSON, missing or malformed field).
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    ``record`` names the object (``Market[KX-1]``) and ``field`` the field, when the problem is
+    in one record of a reply; callers that read lists use them to skip or refuse that record.
+    """
+
+    MAX_MESSAGE = 600  # a hostile reply can put megabytes into a value quoted in the message
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        record: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        if len(message) > self.MAX_MESSAGE:
+            message = message[: self.MAX_MESSAGE - 1] + "…"
         super().__init__(message, status=status, permanent=True)
+        self.record = record
+        self.field = field
 
 
 class KalshiOrderRejected(KalshiError):
@@ -166,6 +186,11 @@ class OrderRequestError(KalshiError, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, permanent=True)
+
+
+def log_skipped(error: KalshiParseError) -> None:
+    """An ``on_error`` for reads of market data: log the unreadable record and go on."""
+    logger.warning("Skipped an unreadable record from Kalshi: %s", error.message)
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
@@ -295,8 +320,27 @@ class KalshiSigner:
 _MISSING = object()
 
 
+# What names a record in an error, most specific first.
+_RECORD_KEYS = ("fill_id", "order_id", "ticker", "event_ticker")
+
+
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+def _sendable(text: str) -> bool:
+    """Whether ``text`` can go into a URL (a lone surrogate from JSON cannot be encoded)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_key(key: str, limit: int = 80) -> str:
+    """A record key as it appears in messages and logs: printable and of bounded length."""
+    text = key if key.isprintable() else repr(key)[1:-1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Fields:
@@ -307,12 +351,14 @@ class _Fields:
     def __init__(self, label: str, data: Any) -> None:
         if not isinstance(data, dict):
             raise KalshiParseError(f"{label}: expected a JSON object, got {_kind(data)}")
-        key = data.get("ticker") or data.get("order_id") or data.get("event_ticker")
-        self.label = f"{label}[{key}]" if isinstance(key, str) else label
+        key = next(
+            (data[k] for k in _RECORD_KEYS if isinstance(data.get(k), str) and data[k]), None
+        )
+        self.label = f"{label}[{shown_key(key)}]" if key is not None else label
         self.data = data
 
     def fail(self, name: str, problem: str) -> KalshiParseError:
-        return KalshiParseError(f"{self.label}.{name}: {problem}")
+        return KalshiParseError(f"{self.label}.{name}: {problem}", record=self.label, field=name)
 
     def raw(self, name: str, optional: bool) -> Any:
         value = self.data.get(name, _MISSING)
@@ -393,7 +439,9 @@ class _Fields:
         try:
             return parse(value, f"{self.label}.{name}")
         except MoneyError as exc:
-            raise KalshiParseError(str(exc)) from None
+            raise KalshiParseError(str(exc), record=self.label, field=name) from None
+        except ArithmeticError:  # e.g. "1e999999" cannot be quantized to the unit
+            raise self.fail(name, f"{value[:40]!r} is out of range") from None
 
     def price(self, name: str, *, optional: bool = False) -> Any:
         """A FixedPointDollars price in [0, 1], at most 4 decimals."""
@@ -410,7 +458,12 @@ class _Fields:
     def cents(self, name: str, *, optional: bool = False) -> Any:
         """One of the remaining integer-cent fields, as dollars."""
         value = self.integer(name, optional=optional)
-        return None if value is None else cents_to_dollars(value, f"{self.label}.{name}")
+        if value is None:
+            return None
+        try:
+            return cents_to_dollars(value, f"{self.label}.{name}")
+        except ArithmeticError:
+            raise self.fail(name, "is out of range") from None
 
     def time(self, name: str, *, optional: bool = False) -> Any:
         """An ISO-8601 date-time with an offset, as an aware UTC datetime."""
@@ -420,10 +473,23 @@ class _Fields:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise self.fail(name, f"{value!r} is not an ISO-8601 date-time") from None
+            raise self.fail(name, f"{value[:40]!r} is not an ISO-8601 date-time") from None
         if parsed.tzinfo is None:
             raise self.fail(name, f"{value!r} has no time zone")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past datetime.max in UTC
+            raise self.fail(name, f"{value!r} is out of range") from None
+
+    def unix_time(self, name: str, *, optional: bool = False) -> Any:
+        """Integer Unix seconds, as an aware UTC datetime."""
+        value = self.integer(name, optional=optional)
+        if value is None:
+            return None
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise self.fail(name, f"{value} is not a representable time") from None
 
     def items(self, name: str, *, optional: bool = False) -> list[Any]:
         value = self.raw(name, optional)
@@ -534,7 +600,10 @@ class Market:
         ranges = []
         for index, item in enumerate(f.items("price_ranges")):
             r = _Fields(f"{f.label}.price_ranges[{index}]", item)
-            ranges.append(PriceRange(r.price("start"), r.price("end"), r.price("step")))
+            price_range = PriceRange(r.price("start"), r.price("end"), r.price("step"))
+            if price_range.step <= ZERO:  # contains() divides by it
+                raise r.fail("step", f"{price_range.step} is not positive")
+            ranges.append(price_range)
         return cls(
             ticker=f.nonempty("ticker"),
             event_ticker=f.text("event_ticker"),
@@ -690,7 +759,9 @@ class OrderBook:
                     price = parse_price(level[0], f"{f.label}.{where}.price")
                     count = parse_count(level[1], f"{f.label}.{where}.count")
                 except MoneyError as exc:
-                    raise KalshiParseError(str(exc)) from None
+                    raise KalshiParseError(str(exc), record=f.label, field=where) from None
+                except ArithmeticError:
+                    raise f.fail(where, "is out of range") from None
                 parsed.append((price, count))
             return tuple(sorted(parsed))
 
@@ -928,10 +999,9 @@ class Fill:
         created = f.time("created_time", optional=True)
         if created is None:
             # created_time is optional in the spec; the legacy ``ts`` (Unix seconds) is the fallback.
-            ts = f.integer("ts", optional=True)
-            if ts is None:
+            created = f.unix_time("ts", optional=True)
+            if created is None:
                 raise f.fail("created_time", "missing (and no ts either)")
-            created = datetime.fromtimestamp(ts, tz=UTC)
         return cls(
             fill_id=f.nonempty("fill_id"),
             order_id=f.nonempty("order_id"),
@@ -1008,9 +1078,8 @@ class Candlestick:
                 )
             )
 
-        end_ts = f.integer("end_period_ts")
         return cls(
-            end_period_time=datetime.fromtimestamp(end_ts, tz=UTC),
+            end_period_time=f.unix_time("end_period_ts"),
             yes_bid=ohlc("yes_bid", False),
             yes_ask=ohlc("yes_ask", False),
             price=ohlc("price", True),
@@ -1398,10 +1467,13 @@ class KalshiClient:
         parse: Callable[[Any], Any],
         *,
         limit: int,
+        on_error: Callable[[KalshiParseError], None] | None = None,
     ) -> Iterator[Any]:
         """Follow ``cursor`` until it comes back empty or null; a repeated cursor is an error.
 
-        Each page is parsed completely before any of its items is yielded.
+        Each page is parsed completely before any of its items is yielded. An item that cannot
+        be parsed raises ``KalshiParseError``; with ``on_error``, it is passed the error instead
+        and the item is left out (for records that may be skipped, never for money records).
         """
         cursor: str | None = None
         seen: set[str] = set()
@@ -1411,8 +1483,17 @@ class KalshiClient:
                 query["cursor"] = cursor
             body = self._get(path, query)
             page = _Fields(f"{path} page", body)
-            items = [parse(item) for item in page.items(key)]
+            items = []
+            for item in page.items(key):
+                try:
+                    items.append(parse(item))
+                except KalshiParseError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
             next_cursor = page.text("cursor", optional=True)
+            if next_cursor and not _sendable(next_cursor):
+                raise page.fail("cursor", "cannot be sent back (not valid Unicode text)")
             yield from items
             if not next_cursor:
                 return
@@ -1464,7 +1545,9 @@ class KalshiClient:
         with_nested_markets: bool = False,
         min_close_ts: int | None = None,
         limit: int = 200,
+        on_error: Callable[[KalshiParseError], None] | None = None,
     ) -> Iterator[Event]:
+        """All events matching the filters. ``on_error``: skip unreadable events (``_paginate``)."""
         _check_choice("status", status, EVENT_STATUS_FILTERS)
         _check_limit(limit, 200)
         params = _params(
@@ -1473,7 +1556,9 @@ class KalshiClient:
             with_nested_markets=with_nested_markets or None,
             min_close_ts=min_close_ts,
         )
-        return self._paginate("/events", "events", params, Event.from_json, limit=limit)
+        return self._paginate(
+            "/events", "events", params, Event.from_json, limit=limit, on_error=on_error
+        )
 
     def get_events(self, **filters: Any) -> list[Event]:
         return list(self.iter_events(**filters))
@@ -1507,10 +1592,12 @@ class KalshiClient:
         min_updated_ts: int | None = None,
         mve_filter: str | None = None,
         limit: int = 1000,
+        on_error: Callable[[KalshiParseError], None] | None = None,
     ) -> Iterator[Market]:
         """All markets matching the filters, following the cursor to the end.
 
         ``status`` is the *filter* vocabulary (unopened|open|paused|closed|settled), one value.
+        ``on_error``: unreadable markets are passed to it and skipped (see ``_paginate``).
         """
         _check_choice("status", status, MARKET_STATUS_FILTERS)
         _check_choice("mve_filter", mve_filter, ("only", "exclude"))
@@ -1525,7 +1612,9 @@ class KalshiClient:
             min_updated_ts=min_updated_ts,
             mve_filter=mve_filter,
         )
-        return self._paginate("/markets", "markets", params, Market.from_json, limit=limit)
+        return self._paginate(
+            "/markets", "markets", params, Market.from_json, limit=limit, on_error=on_error
+        )
 
     def get_markets(self, **filters: Any) -> list[Market]:
         return list(self.iter_markets(**filters))

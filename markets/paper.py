@@ -50,7 +50,11 @@ class PaperQuotes:
 
     def open_markets(self) -> list[MarketQuote]:
         if self._open is None:
-            markets = [m for m in self.client.iter_markets(status="open") if m.status == "active"]
+            markets = [
+                m
+                for m in self.client.iter_markets(status="open", on_error=kalshi.log_skipped)
+                if m.status == "active"
+            ]
             categories = categories_for(m.ticker for m in markets)
             fees = fee_schedules_for(markets)
             observed = self.now()
@@ -117,7 +121,7 @@ class PaperQuotes:
         wanted = list(dict.fromkeys(tickers))
         for start in range(0, len(wanted), _TICKERS_PER_REQUEST):
             chunk = wanted[start : start + _TICKERS_PER_REQUEST]
-            for market in self.client.iter_markets(tickers=chunk):
+            for market in self.client.iter_markets(tickers=chunk, on_error=kalshi.log_skipped):
                 if market.result not in _SETTLED_RESULTS:
                     continue
                 settled_at = market.settlement_ts or market.close_time

@@ -23,19 +23,28 @@ override cleared). So a first sync of all open markets costs two extra requests 
 pages) per series, later syncs almost none. A series whose reply cannot be read (an unknown
 fee type, a 404, a network failure) is logged, counted in ``fee_errors`` and tried again on the
 next sync; its previous fees stay, and a series never read prices as the default quadratic.
+
+Per record: a market that cannot be read (``KalshiParseError`` from the client), or whose
+values our columns cannot hold (a double beyond ``DecimalField(15, 4)``, an over-long ticker, a
+NUL byte, a negative volume...), is skipped before anything is written: logged with its ticker
+and field, counted in ``SyncSummary.skipped`` and listed in ``problems``; the rest is synced.
+Display texts (titles and subtitles) longer than their column are shortened, not refused:
+nothing is decided on them. A failure of the whole reply (bad page, HTTP error) still raises,
+and the transaction means a sync writes all of its accepted markets or nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -101,16 +110,96 @@ class SyncSummary:
     seconds: float
     fees_refreshed: int = 0
     fee_errors: int = 0
+    skipped: int = 0  # markets left out: unreadable, or not storable (see ``problems``)
+    problems: tuple[str, ...] = ()  # one "<Record>.<field>: <problem>" per skipped market
 
     def summary(self) -> str:
         failed = f", {self.fee_errors} failed" if self.fee_errors else ""
-        return (
+        text = (
             f"Synced {self.seen} markets at {self.ts:%Y-%m-%d %H:%M:%S}Z: {self.added} added, "
             f"{self.updated} updated, {self.unchanged} unchanged, {self.snapshotted} snapshots; "
             f"{self.series_added} new series, {self.events_added} new events; "
             f"fees of {self.fees_refreshed} series read{failed} "
             f"({self.seconds:.1f}s)"
         )
+        if self.skipped:
+            first = self.problems[0] if self.problems else ""
+            more = f" and {self.skipped - 1} more" if self.skipped > 1 else ""
+            text += f"; {self.skipped} skipped ({first[:200]}{more})"
+        return text
+
+
+# --- Per-record refusal ---------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """One record that cannot be stored: ``field`` names the value, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    return None
+
+
+def check_storable(model: type[models.Model], values: Mapping[str, Any]) -> None:
+    """Raise ``Refused`` naming the first value of ``values`` that ``model``'s column cannot
+    hold as is: text over ``max_length`` or with a NUL byte (PostgreSQL refuses it), a number
+    with more digits than its ``DecimalField`` or outside its integer range. Values are not
+    changed: what does not fit is refused, never cut or rounded."""
+    for name, value in values.items():
+        check_value(model._meta.get_field(name), name, value)
+
+
+def check_value(field: models.Field, name: str, value: Any) -> None:
+    """Raise ``Refused`` (naming ``name``) if ``field``'s column cannot hold ``value`` as is."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        if problem:
+            raise Refused(name, problem)
+    if isinstance(field, models.DecimalField) and isinstance(value, Decimal):
+        _check_decimal(field, name, value)
+        return
+    try:
+        field.run_validators(value)
+    except ValidationError as exc:
+        if isinstance(value, str) and field.max_length and len(value) > field.max_length:
+            raise Refused(
+                name, f"is {len(value)} characters long; the column holds {field.max_length}"
+            ) from None
+        raise Refused(name, "; ".join(exc.messages)[:200]) from None
+
+
+def _check_decimal(field: models.DecimalField, name: str, value: Decimal) -> None:
+    """The column stores ``decimal_places`` places and ``max_digits`` digits: a value with more
+    decimals would be rounded by the database, one with more digits refused or (SQLite) made
+    inexact."""
+    shown = str(value)[:40]
+    if not value.is_finite():
+        raise Refused(name, f"{shown} is not a finite number")
+    places, whole = field.decimal_places, field.max_digits - field.decimal_places
+    try:
+        exact = value.quantize(Decimal(1).scaleb(-places)) == value
+    except ArithmeticError:  # more digits than the context's precision
+        exact = False
+    if value and value.adjusted() >= whole:
+        raise Refused(
+            name,
+            f"{shown} does not fit the column (at most {whole} digits before the point)",
+        )
+    if not exact:
+        raise Refused(name, f"{shown} has more than {places} decimals (the column's places)")
 
 
 def _series_ticker(event_ticker: str) -> str:
@@ -123,14 +212,18 @@ def _price(value: Decimal | None) -> Decimal | None:
 
 
 def _clip(text: str | None, length: int = 255) -> str:
+    """A display text shortened to its column (the only values that are cut, not refused)."""
     return (text or "")[:length]
 
 
 def _strike(value: Decimal | None) -> Decimal | None:
+    """A strike to 4 places; one too large to round is returned as is (and refused)."""
     if value is None:
         return None
-    value = value.quantize(Decimal("0.0001"))
-    return value if abs(value) < Decimal("1e11") else None  # max_digits=15, 4 places
+    try:
+        return value.quantize(Decimal("0.0001"))
+    except ArithmeticError:
+        return value
 
 
 def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
@@ -142,7 +235,7 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         "subtitle": _clip(m.subtitle),
         "yes_sub_title": _clip(m.yes_sub_title),
         "no_sub_title": _clip(m.no_sub_title),
-        "status": m.status[:16],
+        "status": m.status,
         "open_time": m.open_time,
         "close_time": m.close_time,
         "latest_expiration_time": m.latest_expiration_time,
@@ -156,13 +249,13 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         "volume": m.volume,
         "volume_24h": m.volume_24h,
         "open_interest": m.open_interest,
-        "price_level_structure": m.price_level_structure[:32],
+        "price_level_structure": m.price_level_structure,
         "price_ranges": [
             {"start": str(r.start), "end": str(r.end), "step": str(r.step)} for r in m.price_ranges
         ],
         "rules_primary": m.rules_primary,
         "rules_secondary": m.rules_secondary,
-        "strike_type": _clip(m.strike_type, 32),
+        "strike_type": m.strike_type or "",
         "floor_strike": _strike(m.floor_strike),
         "cap_strike": _strike(m.cap_strike),
         "can_close_early": m.can_close_early,
@@ -173,6 +266,35 @@ def _fields(m: kalshi.Market, event_id: int) -> dict[str, Any]:
         "settled_time": m.settlement_ts,
         "fee_waiver_expiration_time": m.fee_waiver_expiration_time,
     }
+
+
+_NOT_NEGATIVE = ("volume", "volume_24h", "open_interest")  # the model's check constraint
+# Parsed names that differ from the column names, for messages that name Kalshi's field.
+_KALSHI_NAMES = {
+    "volume": "volume_fp",
+    "volume_24h": "volume_24h_fp",
+    "open_interest": "open_interest_fp",
+    "yes_bid_size": "yes_bid_size_fp",
+    "yes_ask_size": "yes_ask_size_fp",
+    "settled_time": "settlement_ts",
+}
+
+
+def _check_market(m: kalshi.Market) -> None:
+    """Raise ``Refused`` if ``m`` (or the event and series made for it) cannot be stored."""
+    if not m.event_ticker:
+        raise Refused("event_ticker", "is empty")
+    check_storable(Market, {"ticker": m.ticker})
+    check_storable(Event, {"event_ticker": m.event_ticker})
+    check_storable(Series, {"ticker": _series_ticker(m.event_ticker)})
+    fresh = _fields(m, 0)
+    for name in _NOT_NEGATIVE:
+        if fresh[name] < 0:
+            raise Refused(name, f"{fresh[name]} is negative")
+    try:
+        check_storable(Market, {k: v for k, v in fresh.items() if k != "event_id"})
+    except Refused as exc:
+        raise Refused(_KALSHI_NAMES.get(exc.field, exc.field), exc.reason) from None
 
 
 def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
@@ -187,14 +309,15 @@ def _fetch(
     status: str | None,
     progress: bool,
     tickers: Sequence[str] | None = None,
+    on_error: Callable[[kalshi.KalshiParseError], None] | None = None,
 ) -> list[kalshi.Market]:
     markets: dict[str, kalshi.Market] = {}
     bar = tqdm(desc="markets", unit="mkt", disable=None if progress else True)
     pages = (
-        [client.iter_markets(status=status)]
+        [client.iter_markets(status=status, on_error=on_error)]
         if tickers is None
         else [
-            client.iter_markets(status=status, tickers=chunk)
+            client.iter_markets(status=status, tickers=chunk, on_error=on_error)
             for chunk in chunks(sorted(set(tickers)), TICKERS_PER_REQUEST)
         ]
     )
@@ -204,6 +327,11 @@ def _fetch(
                 markets[market.ticker] = market  # seen twice across pages: keep the last
                 bar.update()
     return list(markets.values())
+
+
+def _skip(problems: list[str], record: str, field: str, reason: str) -> None:
+    logger.warning("Skipped %s: field %s: %s", record, field, reason)
+    problems.append(f"{record}.{field}: {reason}")
 
 
 def market_sync(
@@ -220,11 +348,18 @@ def market_sync(
     results of markets we hold or forecast reach the books once they have closed.
     """
     started = time.monotonic()
+    problems: list[str] = []
+
+    def unreadable(error: kalshi.KalshiParseError) -> None:
+        record, field = error.record or "Market", error.field or "?"
+        reason = error.message.removeprefix(f"{record}.{field}").lstrip(": ")
+        _skip(problems, record, field, reason)
+
     if tickers is not None and not tickers:
-        markets: list[kalshi.Market] = []
+        fetched: list[kalshi.Market] = []
     else:
-        markets = _fetch(client, status, progress, tickers)
-    return market_store(markets, now=now, started=started, client=client)
+        fetched = _fetch(client, status, progress, tickers, on_error=unreadable)
+    return market_store(fetched, now=now, started=started, client=client, problems=problems)
 
 
 def market_store(
@@ -233,12 +368,23 @@ def market_store(
     now: datetime | None = None,
     started: float | None = None,
     client: kalshi.KalshiClient | None = None,
+    problems: list[str] | None = None,
 ) -> SyncSummary:
     """Store Kalshi markets already fetched, with their series and events, as a sync does.
 
+    A market whose values our columns cannot hold is skipped (logged, added to ``problems``).
     With a ``client`` the fees of their series are refreshed too; without one (reconcile
     storing a market it met in a fill) the next sync reads them."""
     started = time.monotonic() if started is None else started
+    problems = [] if problems is None else problems
+    fetched, markets = markets, []
+    for m in fetched:
+        try:
+            _check_market(m)
+        except Refused as exc:
+            _skip(problems, f"Market[{kalshi.shown_key(m.ticker)}]", exc.field, exc.reason)
+        else:
+            markets.append(m)
     now = now or timezone.now()
     with transaction.atomic():
         series_added, events_added, event_ids = _ensure_events(markets, now)
@@ -259,6 +405,8 @@ def market_store(
         seconds=time.monotonic() - started,
         fees_refreshed=fees_refreshed,
         fee_errors=fee_errors,
+        skipped=len(problems),
+        problems=tuple(problems),
     )
 
 

@@ -122,7 +122,11 @@ def _sync_markets() -> None:
     run.status = JobRun.Status.OK
     run.finished_at = run.heartbeat_at = timezone.now()
     run.summary = f"{opened.summary()}; results checked for {len(pending)} closed markets"[:500]
-    run.counts = {"markets": opened.seen, "closed_checked": closed.seen}
+    run.counts = {
+        "markets": opened.seen,
+        "closed_checked": closed.seen,
+        "skipped": opened.skipped + closed.skipped,  # unreadable or unstorable markets
+    }
     run.save()
 
 

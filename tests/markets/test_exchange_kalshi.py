@@ -6,16 +6,22 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 from django.test import TestCase
+from django.utils import timezone
 
+from markets import kalshi
 from markets.exchange import (
     DuplicateOrder,
+    ExchangeDataError,
     OrderOutcomeUnknown,
     OrderRejected,
     OrderRequest,
 )
 from markets.exchange_kalshi import KalshiExchange
+from markets.services import market_sync
 from tests.base import make_event, make_market, make_series
 from tests.fakes import FakeKalshi
+from trading import services
+from trading.models import Fill, JobRun, Position
 
 TICKER = "KXHIGHNY-26SEP01-T60"
 CREATE = "POST /portfolio/events/orders"
@@ -196,3 +202,153 @@ class KalshiExchangeTests(TestCase):
         self.fake.trading_active = False
         status = self.ex.status()
         self.assertEqual((status.exchange_active, status.trading_active), (True, False))
+
+
+class UnreadableMoneyRecordTests(TestCase):
+    """An order, fill, position, settlement or balance that cannot be read (or stored) is never
+    skipped: the read raises ``ExchangeDataError`` naming the record and the field, and reconcile
+    books nothing from it."""
+
+    def setUp(self):
+        self.fake = FakeKalshi()
+        self.fake.now = timezone.now()
+        self.fake.add_market(
+            TICKER,
+            yes_bid="0.4500",
+            yes_ask="0.4700",
+            close_time=timezone.now() + timedelta(days=3),
+        )
+        client = self.fake.client()
+        market_sync(client=client)
+        self.ex = KalshiExchange(client)
+        self.ex.place_order(request(count="4"))
+        [self.fill_id] = [f["fill_id"] for f in self.fake.fills]
+
+    def corrupt(self, route: str, key: str, **fields):
+        """The next reply to ``route`` carries its first record with ``fields`` changed."""
+
+        def mutate(body):
+            body[key][0] = {**body[key][0], **fields}
+
+        self.fake.fail_next(route, "mutate", mutate=mutate)
+
+    def test_a_malformed_fill_stops_reconcile_with_the_reason_and_books_nothing(self):
+        self.corrupt("GET /portfolio/fills", "fills", count_fp="four")
+        with self.assertRaises(ExchangeDataError) as caught:
+            services.reconcile_run(exchange=self.ex, mode="live", now=self.fake.now)
+        reason = caught.exception.message
+        self.assertIn(f"Fill[{self.fill_id}].count_fp", reason)
+        self.assertIn("halt", reason)
+        self.assertFalse(Fill.objects.exists())
+        self.assertFalse(Position.objects.exists())
+
+    def test_the_failed_job_run_carries_the_reason(self):
+        self.corrupt("GET /portfolio/fills", "fills", yes_price_dollars="0.47000001")
+        run = services.run_job(
+            "reconcile",
+            "live",
+            lambda run, token: services.reconcile_run(
+                exchange=self.ex, mode="live", now=self.fake.now, run=run
+            ),
+        )
+        self.assertEqual(run.status, JobRun.Status.FAILED)
+        self.assertIn(f"Fill[{self.fill_id}].yes_price_dollars", run.error)
+        self.assertFalse(Fill.objects.exists())
+
+    def test_every_money_read_refuses_an_unreadable_record(self):
+        reads = [
+            ("GET /portfolio/orders", "orders", {"fill_count_fp": None}, self.ex.orders),
+            ("GET /portfolio/fills", "fills", {"created_time": "yesterday"}, self.ex.fills),
+            (
+                "GET /portfolio/positions",
+                "market_positions",
+                {"position_fp": []},
+                self.ex.positions,
+            ),
+            ("GET /portfolio/settlements", "settlements", {"revenue": "1.5"}, self.ex.settlements),
+        ]
+        self.fake.settle_market(TICKER, "yes")
+        self.fake.positions[TICKER].position = D(3)
+        for route, key, fields, read in reads:
+            with self.subTest(route=route):
+                self.corrupt(route, key, **fields)
+                with self.assertRaises(ExchangeDataError) as caught:
+                    read()
+                self.assertIn(next(iter(fields)), caught.exception.message)
+                self.assertTrue(caught.exception.permanent)
+                read()  # the next, clean read works
+        self.fake.fail_next(
+            "GET /portfolio/balance",
+            "mutate",
+            mutate=lambda body: body.update(balance_dollars="NaN"),
+        )
+        with self.assertRaises(ExchangeDataError) as caught:
+            self.ex.balance()
+        self.assertIn("balance_dollars", caught.exception.message)
+
+    def test_money_values_our_columns_cannot_hold_are_refused_with_a_clear_message(self):
+        # Exact Decimal strings the spec allows, but CountField / MoneyField hold 12 / 9 digits
+        # before the point.
+        cases = [
+            ("GET /portfolio/fills", "fills", {"count_fp": "1000000000000.00"}, self.ex.fills),
+            ("GET /portfolio/fills", "fills", {"fee_cost": "1000000000.00"}, self.ex.fills),
+            ("GET /portfolio/orders", "orders", {"taker_fees_dollars": "1e9"}, self.ex.orders),
+            ("GET /portfolio/fills", "fills", {"fill_id": "f\x00"}, self.ex.fills),
+        ]
+        for route, key, fields, read in cases:
+            with self.subTest(fields=fields):
+                self.corrupt(route, key, **fields)
+                with self.assertRaises(ExchangeDataError) as caught:
+                    read()
+                self.assertIn(next(iter(fields)), caught.exception.message)
+        self.fake.fail_next(
+            "GET /portfolio/balance",
+            "mutate",
+            mutate=lambda body: body.update(balance_dollars="123456789012.50"),
+        )
+        with self.assertRaises(ExchangeDataError) as caught:
+            self.ex.balance()
+        self.assertIn("balance", caught.exception.message)
+
+
+class MalformedMarketReadsTests(TestCase):
+    """Market data is not money: a malformed market is logged and left out of the open markets
+    (live and paper) and of the outcomes, and the rest is served."""
+
+    def setUp(self):
+        self.fake = FakeKalshi()
+        self.fake.add_market(TICKER, yes_bid="0.4500", yes_ask="0.4700")
+        self.fake.add_market("KXBAD-26SEP01-T1", yes_bid="0.4500", yes_ask="0.4700")
+        self.fake.markets["KXBAD-26SEP01-T1"]["floor_strike"] = "fifty"
+
+    def test_the_live_exchange_skips_it(self):
+        with self.assertLogs("markets.kalshi", "WARNING") as logs:
+            quotes = KalshiExchange(self.fake.client()).open_markets()
+        self.assertEqual([q.ticker for q in quotes], [TICKER])
+        self.assertIn("Market[KXBAD-26SEP01-T1].floor_strike", "\n".join(logs.output))
+
+    def test_paper_quotes_skip_it(self):
+        from markets.paper import PaperQuotes
+
+        self.fake.settle_market(TICKER, "yes")
+        self.fake.add_market("KXOPEN-26SEP01-T1", yes_bid="0.4500", yes_ask="0.4700")
+        quotes = PaperQuotes(self.fake.client())
+        with self.assertLogs("markets.kalshi", "WARNING") as logs:
+            self.assertEqual([q.ticker for q in quotes.open_markets()], ["KXOPEN-26SEP01-T1"])
+            outcomes = quotes.outcomes([TICKER, "KXBAD-26SEP01-T1"])
+        self.assertEqual(set(outcomes), {TICKER})
+        self.assertIn("KXBAD-26SEP01-T1", "\n".join(logs.output))
+
+    def test_an_event_reader_can_skip_a_malformed_event(self):
+        self.fake.add_event("KXBADEVENT-26SEP01", mutually_exclusive="sometimes")
+        client = self.fake.client()
+        with self.assertRaises(kalshi.KalshiParseError):
+            client.get_events()
+        skipped = []
+        events = client.get_events(on_error=skipped.append)
+        self.assertIn("KXHIGHNY-26SEP01", [e.event_ticker for e in events])
+        self.assertNotIn("KXBADEVENT-26SEP01", [e.event_ticker for e in events])
+        [error] = skipped
+        self.assertEqual(
+            (error.record, error.field), ("Event[KXBADEVENT-26SEP01]", "mutually_exclusive")
+        )

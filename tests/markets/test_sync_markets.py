@@ -123,3 +123,104 @@ class MarketSyncTests(TestCase):
             kalshi.kalshi_client = original
         self.assertIn("Synced 300 markets", out.getvalue())
         self.assertIn("0 updated, 300 unchanged, 300 snapshots", out.getvalue())
+
+
+class MalformedMarketTests(TestCase):
+    """One bad market is skipped (logged with its ticker and field, counted); the rest is synced."""
+
+    def setUp(self):
+        self.fake = FakeKalshi()
+        self.fake.max_page_size = 3
+        for k in range(6):
+            self.fake.add_market(f"KXGOOD-26SEP01-T{k}", yes_bid="0.4000", yes_ask="0.4300")
+        self.client_ = self.fake.public_client()
+
+    def sync(self, **kwargs):
+        with self.assertLogs("markets.services", "WARNING") as logs:
+            summary = market_sync(client=self.client_, **kwargs)
+        return summary, "\n".join(logs.output)
+
+    def assert_only_good_markets_synced(self, summary):
+        good = {f"KXGOOD-26SEP01-T{k}" for k in range(6)}
+        self.assertEqual(set(Market.objects.values_list("ticker", flat=True)), good)
+        self.assertEqual(MarketSnapshot.objects.count(), 6)
+        self.assertEqual((summary.seen, summary.added, summary.skipped), (6, 6, 1))
+        self.assertIn("1 skipped", summary.summary())
+
+    def test_a_floor_strike_of_minus_1_8e308_skips_that_market_and_syncs_the_others(self):
+        # The most negative double (about -1.8e308): a value the spec allows; the column holds
+        # 15 digits.
+        self.fake.add_market("KXBAD-26SEP01-T1", floor_strike=-1.7976931348623157e308)
+        summary, logged = self.sync()
+        self.assert_only_good_markets_synced(summary)
+        self.assertIn("KXBAD-26SEP01-T1", logged)
+        self.assertIn("floor_strike", logged)
+        self.assertIn("floor_strike", summary.problems[0])
+        self.assertFalse(Event.objects.filter(event_ticker="KXBAD-26SEP01").exists())
+
+    def test_one_malformed_market_among_good_ones_is_skipped(self):
+        self.fake.add_market("KXBAD-26SEP01-T2", yes_bid="0.4000", yes_ask="0.4300")
+        self.fake.markets["KXBAD-26SEP01-T2"]["updated_time"] = "next tuesday"
+        summary, logged = self.sync()
+        self.assert_only_good_markets_synced(summary)
+        self.assertIn("KXBAD-26SEP01-T2", logged)
+        self.assertIn("updated_time", logged)
+
+    def test_values_the_database_cannot_hold_are_refused_per_record(self):
+        cases = {
+            "volume_fp": "1000000000000000.00",  # CountField: 14 digits
+            "rules_primary": "nul \x00 byte",  # PostgreSQL text cannot hold NUL
+            "strike_type": "s" * 33,  # CharField(max_length=32)
+            "status": "a-status-longer-than-16",
+            "open_interest_fp": "-5.00",  # check constraint: counts are not negative
+        }
+        for field, value in cases.items():
+            with self.subTest(field=field):
+                ticker = f"KXBAD-26SEP01-{field.upper().replace('_', '')}"
+                self.fake.add_market(ticker, **{field: value})
+                summary, logged = self.sync(status=None)  # the odd status is in no filter
+                del self.fake.markets[ticker]
+                self.assertEqual(summary.skipped, 1, summary.summary())
+                self.assertIn(ticker, logged)
+                self.assertIn(field.removesuffix("_fp"), logged)
+                self.assertFalse(Market.objects.filter(ticker=ticker).exists())
+                self.assertEqual(Market.objects.count(), 6)
+
+    def test_an_over_long_ticker_is_refused_not_cut(self):
+        long_ticker = "KXLONG-26SEP01-" + "T" * 130
+        self.fake.add_market(long_ticker)
+        summary, logged = self.sync()
+        self.assert_only_good_markets_synced(summary)
+        self.assertIn("ticker", logged)
+        self.assertFalse(Market.objects.filter(ticker=long_ticker[:128]).exists())
+
+    def test_the_job_run_counts_the_skipped_markets(self):
+        from trading import tasks as trading_tasks
+        from trading.models import JobRun
+
+        self.fake.add_market("KXBAD-26SEP01-T1", floor_strike=-1.7976931348623157e308)
+        original = kalshi.kalshi_client
+        kalshi.kalshi_client = lambda **kw: self.fake.public_client()
+        try:
+            with self.assertLogs("markets.services", "WARNING"):
+                trading_tasks._sync_markets()
+        finally:
+            kalshi.kalshi_client = original
+        run = JobRun.objects.get(job="sync_markets")
+        self.assertEqual(run.status, JobRun.Status.OK)
+        self.assertEqual(run.counts["skipped"], 1)
+        self.assertIn("1 skipped", run.summary)
+
+    def test_the_command_reports_the_skipped_markets(self):
+        self.fake.add_market("KXBAD-26SEP01-T1", floor_strike=-1.7976931348623157e308)
+        original = kalshi.kalshi_client
+        kalshi.kalshi_client = lambda **kw: self.fake.public_client()
+        out = StringIO()
+        try:
+            with self.assertLogs("markets.services", "WARNING"):
+                call_command("sync_markets", "--no-progress", stdout=out)
+        finally:
+            kalshi.kalshi_client = original
+        self.assertIn("6 added", out.getvalue())
+        self.assertIn("1 skipped", out.getvalue())
+        self.assertIn("KXBAD-26SEP01-T1", out.getvalue())
