@@ -21,7 +21,7 @@ from markets.services import market_sync
 from tests.base import make_event, make_market, make_series
 from tests.fakes import FakeKalshi
 from trading import services
-from trading.models import Fill, JobRun, Position
+from trading.models import Fill, JobRun, Position, TradingState
 
 TICKER = "KXHIGHNY-26SEP01-T60"
 CREATE = "POST /portfolio/events/orders"
@@ -241,6 +241,10 @@ class UnreadableMoneyRecordTests(TestCase):
         self.assertIn("halt", reason)
         self.assertFalse(Fill.objects.exists())
         self.assertFalse(Position.objects.exists())
+        # Money records are never skipped silently: trading is halted with that reason.
+        state = TradingState.load()
+        self.assertEqual(state.state, TradingState.State.HALTED)
+        self.assertIn(f"Fill[{self.fill_id}].count_fp", state.reason)
 
     def test_the_failed_job_run_carries_the_reason(self):
         self.corrupt("GET /portfolio/fills", "fills", yes_price_dollars="0.47000001")
