@@ -17,7 +17,7 @@ from tests.forecasters import Bullish
 from trading import backtest, services, strategy
 from trading.exchanges import exchange_for, replay_clock_advance
 from trading.forecasters import MarketPriceForecaster
-from trading.models import BacktestRun, Decision, Fill, TradingState
+from trading.models import BacktestRun, Decision, Fill, Order, RiskSettings, TradingState
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "recorded-small"
 
@@ -42,6 +42,42 @@ class ParityTests(TestCase):
 
     def test_resting_orders_and_maker_fills_match_the_database_engine(self):
         # A stretch where a stale quote leaves buys resting until trades print through them.
+        # Entries rest for 90 minutes, longer than the 60-minute re-analysis: a market with an
+        # entry resting is skipped, its remainder counts as exposure, it fills as trades print,
+        # an exit signal cancels it, the exchange expires it.
+        limits = self._window_limits(entry_order_ttl_seconds=90 * 60)
+        result = self._window_parity(limits)
+        self.assertTrue(any(f.maker for f in result.fills))
+        self.assertTrue(any(not f.maker for f in result.fills))
+        self.assertTrue(Fill.objects.filter(mode="replay", is_taker=False).exists())
+        report = result.report()
+        self.assertGreater(report["orders"]["resting_at_end"], 0)
+        self.assertGreater(report["orders"]["canceled"], 0)
+        self.assertGreater(report["funnel"].get("skip_entry_resting", 0), 0)
+        self.assertTrue(Order.objects.filter(mode="replay", cancel_reason="exit").exists())
+
+    def test_entries_that_expire_are_decided_again_as_in_the_database_engine(self):
+        # The default 2-minute entries expire before the next 15-minute cycle; each market
+        # whose entry expired unfilled is decided again at once, not after reanalyse_minutes.
+        limits = self._window_limits()
+        result = self._window_parity(limits)
+        traded = sorted((d.ticker, d.at) for d in result.decisions if d.reason == "traded")
+        again = [
+            (a, b)
+            for a, b in zip(traded, traded[1:], strict=False)
+            if a[0] == b[0] and b[1] - a[1] < timedelta(minutes=int(limits.reanalyse_minutes))
+        ]
+        self.assertTrue(again)
+        self.assertGreater(result.report()["orders"]["canceled"], 0)
+
+    def _window_limits(self, **settings):
+        RiskSettings.objects.update_or_create(pk=1, defaults=settings)
+        limits = strategy.RiskLimits.from_object(RiskSettings.load())
+        for name, value in settings.items():
+            self.assertEqual(getattr(limits, name), value)
+        return limits
+
+    def _window_parity(self, limits):
         call_command("load_recorded_markets", data=str(SMALL), verbosity=0)
         data = recorded_data_parse(data_dir=SMALL)
         step = timedelta(minutes=15)
@@ -55,12 +91,9 @@ class ParityTests(TestCase):
         TradingState.load()
         TradingState.objects.filter(pk=TradingState.SINGLETON_PK).update(replay_clock=before)
         self._replay(end, step)
-        result = run(data, step=step, start=start, end=end)
+        result = run(data, step=step, start=start, end=end, limits=limits)
         self._assert_same(result)
-        self.assertTrue(any(f.maker for f in result.fills))
-        self.assertTrue(any(not f.maker for f in result.fills))
-        self.assertTrue(Fill.objects.filter(mode="replay", is_taker=False).exists())
-        self.assertGreater(result.report()["orders"]["resting_at_end"], 0)
+        return result
 
     def _replay(self, end, step):
         while True:
