@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.management import call_command
 from django.test import SimpleTestCase, TestCase
 
+from markets import matching
 from markets.fees import taker_fee
 from markets.recorded import MarketSpec, Quote, RecordedData, close_time, recorded_data_parse
 from markets.simulator import SETTLE_DELAY
@@ -235,6 +236,69 @@ class HandComputedTests(SimpleTestCase):
         self.assertEqual(report["fees"], str(fee.quantize(D("0.000001"))))
         settled_at = close_time("KXHIGHNY", day) + SETTLE_DELAY
         self.assertGreaterEqual(result.equity[-1][0], settled_at)
+
+
+class ExitRepricingTests(SimpleTestCase):
+    """A resting exit above the bid is cancelled and replaced toward the bid, not below its
+    floor, as the engine's cancels and track steps do (strategy.exit_target)."""
+
+    def cycle_with_resting_exit(self, bid_after: str) -> backtest.Backtest:
+        day = date(2025, 6, 2)
+        spec = MarketSpec(
+            ticker="KXHIGHNY-25JUN02-B80.5",
+            series="KXHIGHNY",
+            event_ticker="KXHIGHNY-25JUN02",
+            event_date=day,
+            kind="B",
+            strike=D("80.5"),
+            origin="test",
+            strike_type="between",
+        )
+        data = RecordedData(markets={spec.ticker: spec})
+        t0 = datetime(2025, 6, 1, 15, 0, tzinfo=UTC)
+        self.t1 = t0 + timedelta(minutes=15)
+        bid = D(bid_after)
+        data.snapshots[(spec.ticker, t0)] = Quote(yes_bid=D("0.60"), yes_ask=D("0.62"))
+        data.snapshots[(spec.ticker, self.t1)] = Quote(yes_bid=bid, yes_ask=bid + D("0.02"))
+        limits = replace(
+            strategy.RiskLimits(),
+            exit_before_close_hours=0,
+            max_hold_hours=0,
+            stop_loss_pct=D("0"),
+            take_profit_pct=D("0"),
+            exit_floor_pct=D("0.50"),
+        )
+        bt = backtest.Backtest(
+            backtest.RecordedBook(data), Bullish(), backtest.BacktestParams(limits=limits)
+        )
+        self.ticker = spec.ticker
+        state = strategy.PositionState(side="yes", count=D("50"), cost_basis=D("25"))
+        bt.positions[spec.ticker] = backtest._Position(state, t0, close_time("KXHIGHNY", day))
+        bt.last_decided[spec.ticker] = self.t1  # no new entry decision in the way
+        exit_order = matching.Order("yes", "sell", D("0.60"), D("50"))
+        bt.resting.append(
+            backtest._Resting(spec.ticker, exit_order, t0, "exit", D("0.60"), "take_profit")
+        )
+        bt.cycle(self.t1)
+        return bt
+
+    def test_an_exit_above_the_bid_is_replaced_at_the_bid(self):
+        bt = self.cycle_with_resting_exit("0.40")
+        self.assertEqual(bt.orders_canceled, 1)
+        self.assertEqual(
+            [(d.at, d.reason, d.count, d.price) for d in bt.decisions],
+            [(self.t1, "exit", D("50"), D("0.40"))],
+        )
+        [fill] = bt.fills
+        self.assertEqual((fill.action, fill.count, fill.price), ("sell", D("50"), D("0.40")))
+        self.assertNotIn(self.ticker, bt.positions)
+
+    def test_the_replacement_rests_at_the_floor_when_the_bid_is_below_it(self):
+        bt = self.cycle_with_resting_exit("0.20")  # floor: 0.50 × 0.60 = 0.30
+        self.assertEqual([(d.reason, d.price) for d in bt.decisions], [("exit", D("0.30"))])
+        self.assertEqual(bt.fills, [])
+        [resting] = bt.resting
+        self.assertEqual((resting.side_price, resting.chain_start), (D("0.30"), D("0.60")))
 
 
 class BacktestCommandTests(TestCase):
