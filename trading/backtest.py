@@ -15,14 +15,20 @@ recorded slices and require identical decisions, fills and cash.
 The cycle mirrors ``trading.services.trading_cycle_run`` step for step:
 
 1. the exchange's tick: resting orders meet the trades recorded since the last cycle (and a
-   new snapshot that crosses them), orders on closed markets are canceled, what has settled
-   settles; the books snapshot the equity;
-2. decide every candidate (one decision per market per ``reanalyse_minutes``); each buy is a
-   good-till-canceled limit order at the decision's price, checked and matched as the replay
-   exchange does (what it cannot fill now rests);
-3. exits for positions held *before* this cycle, without an open order on the market, sell
-   at the bid the same way;
-4. the books take the fills and snapshot the equity again.
+   new snapshot that crosses them), entries past their expiry (``entry_order_ttl_seconds``)
+   and orders on closed markets are canceled, what has settled settles;
+2. cancels (``services.cancels_run``): every resting entry while reduce-only; an exit resting
+   above the bid is cancelled to be re-priced (``strategy.exit_target`` / ``reprice_target``:
+   toward the bid, not below the ``exit_floor_pct`` floor of its chain's first price);
+3. decide every candidate (one decision per market per ``reanalyse_minutes``, except that a
+   market whose entry expired unfilled is decided again at once); resting buys count as
+   exposure and committed cash, and a market with a resting entry is skipped
+   (``skip_entry_resting``); each buy is a good-till-canceled limit order with its expiry,
+   checked and matched as the replay exchange does (what it cannot fill now rests);
+4. exits (``services.track_run``) for positions held *before* this cycle: a resting exit is
+   left to fill; an exit cancelled to re-price it is replaced at its new target; an exit
+   signal cancels an entry remainder on the market and sells at the bid;
+5. the books take the fills and snapshot the equity.
 
 The report adds what the stricter fills cost: orders placed, rejected, canceled and still
 resting, the fill rate (contracts filled / ordered), the maker share of the filled contracts
@@ -46,7 +52,7 @@ from typing import Any
 
 from markets import matching
 from markets.exchange import MarketQuote
-from markets.fees import order_fee
+from markets.fees import DEFAULT_FEES, order_fee
 from markets.money import CENT, MONEY_QUANTUM, ZERO
 from markets.recorded import (
     CATEGORY,
@@ -198,6 +204,14 @@ class RecordedBook:
 class _Resting:
     ticker: str
     order: matching.Order
+    decided_at: datetime | None = None  # the decision the order carries out
+    purpose: str = "open"  # open (an entry) | exit
+    chain_start: Decimal | None = None  # an exit's first price (side terms) in its chain
+    chain_exit: str = ""  # the exit signal the chain follows
+
+    @property
+    def side_price(self) -> Decimal:
+        return self.order.side_price(self.order.yes_price)
 
 
 @dataclass
@@ -386,6 +400,11 @@ class Backtest:
         self.breaker_tripped_at: datetime | None = None
         self.taken: dict[str, matching.Taken] = {}
         self.resting: list[_Resting] = []
+        # An exit cancelled to re-price it, while it is the market's latest order.
+        self.repriced: dict[str, _Resting] = {}
+        # The last entry per market that ended unfilled (expired or cancelled): its decision
+        # time, expiry and why it ended (as the engine's Order row).
+        self.ended_entries: dict[str, tuple[datetime | None, datetime | None, str]] = {}
         self.orders_placed = 0
         self.orders_rejected = 0
         self.orders_canceled = 0
@@ -445,6 +464,7 @@ class Backtest:
         # what has settled settles.
         self._tick(now, by_ticker)
         self._settle(now)
+        self._cancels(now, by_ticker)
         self.market_steps += len(quotes)
         day = now.date()
         # The database engine reads the day's first equity snapshot: during the day's first
@@ -492,10 +512,24 @@ class Backtest:
     def _portfolio(
         self, quotes: dict[str, MarketQuote], opening: Decimal
     ) -> strategy.PortfolioView:
+        """As ``services.portfolio_view``: the unfilled remainder of every resting buy counts at
+        its limit price plus its fee toward the category's exposure and ``committed``."""
         equity = self._equity(quotes)
         exposure: dict[str, Decimal] = {}
         for position in self.positions.values():
             exposure[CATEGORY] = exposure.get(CATEGORY, ZERO) + position.state.cost_basis
+        committed = ZERO
+        for entry in self.resting:
+            order = entry.order
+            if order.action != "buy" or order.remaining <= 0:
+                continue
+            quote = quotes.get(entry.ticker)
+            fee = order_fee(
+                order.remaining, entry.side_price, fees=quote.fees if quote else DEFAULT_FEES
+            )
+            cost = order.remaining * entry.side_price + fee
+            committed += cost
+            exposure[CATEGORY] = exposure.get(CATEGORY, ZERO) + cost
         return strategy.PortfolioView(
             cash=self.cash,
             equity=equity,
@@ -503,7 +537,10 @@ class Backtest:
             open_tickers=frozenset(self.positions),
             category_exposure=exposure,
             daily_pnl=equity - opening,
+            pending_tickers=frozenset(r.ticker for r in self.resting),
             trading_state=self.state,
+            resting_entry_tickers=frozenset(r.ticker for r in self.resting if r.purpose == "open"),
+            committed=committed,
         )
 
     def _decide(
@@ -515,7 +552,7 @@ class Backtest:
         buys: list[tuple[MarketQuote, strategy.DecisionResult]] = []
         for quote in quotes:
             last = self.last_decided.get(quote.ticker)
-            if last is not None and now - last < window:
+            if last is not None and now - last < window and not self._entry_ended(quote, last, now):
                 continue
             view = market_view(quote, limits)
             reason = strategy.candidate_filter(view, portfolio, limits, now=now)
@@ -569,39 +606,115 @@ class Backtest:
         for quote, result in buys:
             self._place(now, quote, result.side, "buy", result.count, result.price)
 
+    def _entry_ended(self, quote: MarketQuote, last: datetime, now: datetime) -> bool:
+        """An entry that expired (or was cancelled at its expiry) does not stand: the market is
+        decided again, unless a later decision stands (as ``services.decide_run``)."""
+        ended = self.ended_entries.get(quote.ticker)
+        if ended is None or ended[0] != last:
+            return False
+        _, expires_at, why = ended
+        return why == "entry_ttl" or (expires_at is not None and expires_at <= now)
+
+    def _cancel(self, entry: _Resting, reason: str) -> None:
+        """A cancel the replay exchange confirms at once: the remainder stops resting."""
+        self.resting = [r for r in self.resting if r is not entry]
+        self.orders_canceled += 1
+        if entry.purpose == "open":
+            self.ended_entries[entry.ticker] = (entry.decided_at, entry.order.expires_at, reason)
+        elif reason == "reprice":
+            self.repriced[entry.ticker] = entry
+
+    def _cancels(self, now: datetime, by_ticker: dict[str, MarketQuote]) -> None:
+        """As ``services.cancels_run``: entries past their expiry and every entry while
+        reduce-only; an exit resting above the bid is cancelled to be re-priced."""
+        for entry in list(self.resting):
+            if entry.purpose == "open":
+                if self.state == "reduce_only":
+                    self._cancel(entry, "reduce_only")
+                elif entry.order.expires_at is not None and entry.order.expires_at <= now:
+                    self._cancel(entry, "entry_ttl")
+                continue
+            position = self.positions.get(entry.ticker)
+            bid = held_bid(position.state.side, by_ticker.get(entry.ticker)) if position else None
+            if position is None or bid is None or entry.chain_start is None:
+                continue
+            target = strategy.exit_target(
+                self._view(entry.ticker, position, bid),
+                entry.chain_start,
+                entry.chain_exit,
+                self.limits,
+                now=now,
+            )
+            if strategy.reprice_target(target, entry.side_price) is not None:
+                self._cancel(entry, "reprice")
+
+    def _view(self, ticker: str, position: _Position, bid: Decimal) -> strategy.PositionView:
+        return strategy.PositionView(
+            ticker=ticker,
+            side=position.state.side or "",
+            count=position.state.count,
+            avg_price=position.state.cost_basis / position.state.count,
+            opened_at=position.opened_at,
+            close_time=position.close_time,
+            bid=bid,
+        )
+
     def _exits(self, now: datetime, held_before: dict[str, _Position], by_ticker) -> None:
+        """As ``services.track_run``: every position is evaluated; one with a resting exit
+        waits for it (the cancels step re-priced it if it rested above the bid); an exit
+        cancelled to re-price it is replaced at the new target; an exit signal cancels an entry
+        remainder on the market and sells at the bid."""
         for ticker in sorted(held_before):
             position = self.positions.get(ticker)
             quote = by_ticker.get(ticker)
             bid = held_bid(position.state.side, quote) if position else None
-            if position is None or bid is None:
+            if position is None or quote is None or bid is None:
                 continue
-            if any(r.ticker == ticker for r in self.resting):
-                continue  # an order on the market is still open (as the engine's track step)
-            view = strategy.PositionView(
-                ticker=ticker,
-                side=position.state.side,
-                count=position.state.count,
-                avg_price=position.state.cost_basis / position.state.count,
-                opened_at=position.opened_at,
-                close_time=position.close_time,
-                bid=bid,
-            )
+            view = self._view(ticker, position, bid)
             signal = strategy.exit_signal(view, self.limits, now=now)
+            if any(r.ticker == ticker and r.order.action == "sell" for r in self.resting):
+                continue  # a resting exit: it fills where it is or is re-priced next cycle
+            replaced = self.repriced.get(ticker)
+            if replaced is not None and replaced.order.side == position.state.side:
+                assert replaced.chain_start is not None
+                target = strategy.exit_target(
+                    view, replaced.chain_start, replaced.chain_exit, self.limits, now=now
+                )
+                if target is not None:
+                    self._exit(now, quote, position, target.price, target.chain_start, target.exit)
+                continue
             if signal is None:
                 continue
-            self.last_decided[ticker] = now
-            self.decisions.append(
-                DecisionRecord(
-                    now,
-                    ticker,
-                    Reason.EXIT.value,
-                    side=signal.side,
-                    count=signal.count,
-                    price=signal.price,
-                )
+            for entry in [r for r in self.resting if r.ticker == ticker]:
+                self._cancel(entry, "exit")  # an entry remainder must not add more
+            self._exit(now, quote, position, signal.price, signal.price, signal.reason.value)
+
+    def _exit(
+        self,
+        now: datetime,
+        quote: MarketQuote,
+        position: _Position,
+        price: Decimal,
+        chain_start: Decimal,
+        chain_exit: str,
+    ) -> None:
+        side, count = position.state.side or "", position.state.count
+        self.last_decided[quote.ticker] = now
+        self.decisions.append(
+            DecisionRecord(
+                now, quote.ticker, Reason.EXIT.value, side=side, count=count, price=price
             )
-            self._place(now, quote, signal.side, "sell", signal.count, signal.price)
+        )
+        self._place(
+            now,
+            quote,
+            side,
+            "sell",
+            count,
+            price,
+            purpose="exit",
+            chain=(chain_start, chain_exit),
+        )
 
     # -- orders: the replay exchange's matching (markets.matching), in memory ------------------
 
@@ -616,9 +729,14 @@ class Backtest:
         action: str,
         count: Decimal,
         side_price: Decimal,
+        *,
+        purpose: str = "open",
+        chain: tuple[Decimal, str] | None = None,
     ) -> None:
         """Send one limit order as the replay exchange takes it: the same checks, the same
-        matcher; a remainder rests (good-till-canceled, like the engine's orders)."""
+        matcher; a remainder rests (good-till-canceled, like the engine's orders; an entry
+        until its expiry, ``entry_order_ttl_seconds`` after it was sent)."""
+        self.repriced.pop(quote.ticker, None)  # the market's latest order is this one now
         self.orders_placed += 1
         self.contracts_ordered += count
         position = self.positions.get(quote.ticker)
@@ -633,6 +751,8 @@ class Backtest:
             return
         yes_price = side_price if side == "yes" else 1 - side_price
         order = matching.Order(side, action, yes_price, count)
+        if purpose == "open":
+            order.expires_at = now + timedelta(seconds=int(self.limits.entry_order_ttl_seconds))
         own_ahead = sum(
             (
                 r.order.remaining
@@ -656,7 +776,10 @@ class Backtest:
         for fill in fills:
             self._book_fill(now, quote, order, fill)
         if status == matching.RESTING:
-            self.resting.append(_Resting(quote.ticker, order))
+            chain_start, chain_exit = chain or (None, "")
+            self.resting.append(
+                _Resting(quote.ticker, order, now, purpose, chain_start, chain_exit)
+            )
 
     def _book_fill(
         self, now: datetime, quote: MarketQuote, order: matching.Order, fill: matching.Fill
@@ -721,7 +844,10 @@ class Backtest:
                 if order.remaining <= 0:
                     continue
                 if matching.expired(order, now):
+                    # The exchange drops it at its expiry; it reads back as canceled.
                     self.orders_canceled += 1
+                    if entry.purpose == "open":
+                        self.ended_entries[ticker] = (entry.decided_at, order.expires_at, "")
                     continue
                 keep.append(entry)
         self.resting = keep

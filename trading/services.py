@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -44,7 +44,7 @@ from markets.exchange import (
 )
 from markets.fees import DEFAULT_FEES, order_fee
 from markets.models import Market
-from markets.money import CENT, MONEY_QUANTUM, PRICE_QUANTUM, ZERO
+from markets.money import MONEY_QUANTUM, PRICE_QUANTUM, ZERO
 from markets.services import market_store
 from trading import ledger, strategy
 from trading.audit import trading_state_set
@@ -913,17 +913,7 @@ def orders_cancel_all(*, reason: str, mode: str | None = None) -> int:
 # --- Exits: re-pricing ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExitTarget:
-    """Where a resting exit should rest now: ``price`` (side terms), within its chain."""
-
-    price: Decimal
-    bid: Decimal
-    floor: Decimal
-    chain_start: Decimal
-    exit: str
-    restarted: bool  # a new exit signal started a new chain at the bid
-    signal_details: dict[str, Any] = field(default_factory=dict)  # that signal's numbers
+ExitTarget = strategy.ExitTarget
 
 
 def _position_view(position: Position, bid: Decimal) -> strategy.PositionView:
@@ -945,23 +935,16 @@ def _exit_target(
     limits: strategy.RiskLimits,
     now: datetime,
 ) -> ExitTarget | None:
-    """The price the exit ``order`` (resting or just cancelled) is re-priced to: the bid of
-    the side held, but not below the chain's floor (``exit_floor_pct`` of the chain's first
-    price); an exit signal other than the chain's own starts a new chain at the bid. None
-    without a bid."""
+    """The price the exit ``order`` (resting or just cancelled) is re-priced to
+    (``strategy.exit_target``); None without a bid."""
     bid = held_bid(position.side, quote)
-    if bid is None or not (ZERO < bid < 1) or position.count <= 0:
+    if bid is None or position.count <= 0:
         return None
     details = order.decision.details or {}
     chain_start = Decimal(details.get("chain_start") or order.side_price)
-    reason = details.get("exit", "")
-    floor = (chain_start * limits.exit_floor_pct).quantize(CENT, rounding=ROUND_CEILING)
-    signal_ = strategy.exit_signal(_position_view(position, bid), limits, now=now)
-    if signal_ is not None and signal_.reason.value != reason:
-        # A new signal (a stop-loss while a take-profit exit rests, the close drawing near...)
-        # starts a new chain at the bid.
-        return ExitTarget(bid, bid, bid, bid, signal_.reason.value, True, signal_.details)
-    return ExitTarget(max(bid, floor), bid, floor, chain_start, reason, False)
+    return strategy.exit_target(
+        _position_view(position, bid), chain_start, details.get("exit", ""), limits, now=now
+    )
 
 
 def _reprice_target(
@@ -972,10 +955,9 @@ def _reprice_target(
     now: datetime,
 ) -> ExitTarget | None:
     """The new price for a resting exit that rests above the bid, or None to leave it."""
-    target = _exit_target(order, position, quote, limits, now)
-    if target is None or target.bid >= order.side_price:
-        return None  # no bid, or the order is marketable: it fills where it is
-    return target if target.price < order.side_price else None
+    return strategy.reprice_target(
+        _exit_target(order, position, quote, limits, now), order.side_price
+    )
 
 
 # --- Reconcile ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ FeeFn = Callable[[Decimal, Decimal], Decimal]
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+CENT = Decimal("0.01")
 MONEY_QUANTUM = Decimal("0.000001")  # amounts: 6 decimals (markets.money.MONEY_PLACES)
 RATIO_QUANTUM = Decimal("0.000001")  # edges, fractions: 6 decimals (RatioField)
 
@@ -970,6 +971,49 @@ def exit_signal(position: PositionView, limits: RiskLimits, *, now: datetime) ->
         return None
     details["exit_reason"] = reason.value
     return ExitSignal(position.ticker, position.side, position.count, bid, reason, details)
+
+
+# --- Resting exits: re-pricing toward the bid ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExitTarget:
+    """Where a resting exit should rest now: ``price`` (side terms), within its chain."""
+
+    price: Decimal
+    bid: Decimal
+    floor: Decimal
+    chain_start: Decimal
+    exit: str
+    restarted: bool  # a new exit signal started a new chain at the bid
+    signal_details: dict[str, Any] = field(default_factory=dict)  # that signal's numbers
+
+
+def exit_target(
+    position: PositionView, chain_start: Decimal, chain_exit: str, limits: RiskLimits, *, now
+) -> ExitTarget | None:
+    """The price an exit of ``position`` (resting, or just cancelled to re-price it) moves to:
+    the bid of the side held, but not below the chain's floor (``exit_floor_pct`` of the
+    chain's first price ``chain_start``, rounded up to the cent); an exit signal other than
+    the chain's own (``chain_exit``) starts a new chain at the bid. None without a bid."""
+    bid = position.bid
+    if bid is None or not (ZERO < bid < 1) or position.count <= 0:
+        return None
+    floor = (chain_start * limits.exit_floor_pct).quantize(CENT, rounding=ROUND_CEILING)
+    signal = exit_signal(position, limits, now=now)
+    if signal is not None and signal.reason.value != chain_exit:
+        # A new signal (a stop-loss while a take-profit exit rests, the close drawing near...)
+        # starts a new chain at the bid.
+        return ExitTarget(bid, bid, bid, bid, signal.reason.value, True, signal.details)
+    return ExitTarget(max(bid, floor), bid, floor, chain_start, chain_exit, False)
+
+
+def reprice_target(target: ExitTarget | None, resting_price: Decimal) -> ExitTarget | None:
+    """The new price for an exit resting at ``resting_price`` (side terms), or None to leave
+    it: only an exit above the bid moves, and only down."""
+    if target is None or target.bid >= resting_price:
+        return None  # no bid, or the order is marketable: it fills where it is
+    return target if target.price < resting_price else None
 
 
 # --- Positions and P&L ----------------------------------------------------------------------

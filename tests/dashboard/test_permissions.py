@@ -70,7 +70,7 @@ class NoRoleTests(TestCase):
         state = TradingState.load()
         self.assertEqual((state.state, state.live_armed), ("active", False))
         self.assertFalse(RiskSettingsChange.objects.exists())
-        self.assertFalse(Order.objects.filter(purpose="exit").exists())
+        self.assertFalse(Order.objects.filter(purpose__in=Order.CLOSING_PURPOSES).exists())
 
         TradingState.objects.filter(pk=1).update(state="halted", reason="on purpose")
         self.assertEqual(self.client.post(reverse("dashboard:resume")).status_code, 403)
@@ -288,7 +288,7 @@ class PermissionMatrixTests(TestCase):
                     live_armed=name == "disarm",
                 )
                 TradingState.load()
-                Order.objects.filter(purpose="exit").delete()
+                Order.objects.filter(purpose__in=Order.CLOSING_PURPOSES).delete()
                 RiskSettings.objects.all().delete()
                 before = self.writes()
                 with self.subTest(role=role, action=name):
@@ -329,7 +329,7 @@ class PermissionMatrixTests(TestCase):
         return (
             TradingStateChange.objects.count(),
             RiskSettingsChange.objects.count(),
-            Order.objects.filter(purpose="exit").count(),
+            Order.objects.filter(purpose__in=Order.CLOSING_PURPOSES).count(),
             int(state.live_armed),
         )
 

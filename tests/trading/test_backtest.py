@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.management import call_command
 from django.test import SimpleTestCase, TestCase
 
+from markets import matching
 from markets.fees import taker_fee
 from markets.recorded import MarketSpec, Quote, RecordedData, close_time, recorded_data_parse
 from markets.simulator import SETTLE_DELAY
@@ -17,7 +18,7 @@ from tests.forecasters import Bullish
 from trading import backtest, services, strategy
 from trading.exchanges import exchange_for, replay_clock_advance
 from trading.forecasters import MarketPriceForecaster
-from trading.models import BacktestRun, Decision, Fill, TradingState
+from trading.models import BacktestRun, Decision, Fill, Order, RiskSettings, TradingState
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "recorded-small"
 
@@ -42,6 +43,42 @@ class ParityTests(TestCase):
 
     def test_resting_orders_and_maker_fills_match_the_database_engine(self):
         # A stretch where a stale quote leaves buys resting until trades print through them.
+        # Entries rest for 90 minutes, longer than the 60-minute re-analysis: a market with an
+        # entry resting is skipped, its remainder counts as exposure, it fills as trades print,
+        # an exit signal cancels it, the exchange expires it.
+        limits = self._window_limits(entry_order_ttl_seconds=90 * 60)
+        result = self._window_parity(limits)
+        self.assertTrue(any(f.maker for f in result.fills))
+        self.assertTrue(any(not f.maker for f in result.fills))
+        self.assertTrue(Fill.objects.filter(mode="replay", is_taker=False).exists())
+        report = result.report()
+        self.assertGreater(report["orders"]["resting_at_end"], 0)
+        self.assertGreater(report["orders"]["canceled"], 0)
+        self.assertGreater(report["funnel"].get("skip_entry_resting", 0), 0)
+        self.assertTrue(Order.objects.filter(mode="replay", cancel_reason="exit").exists())
+
+    def test_entries_that_expire_are_decided_again_as_in_the_database_engine(self):
+        # The default 2-minute entries expire before the next 15-minute cycle; each market
+        # whose entry expired unfilled is decided again at once, not after reanalyse_minutes.
+        limits = self._window_limits()
+        result = self._window_parity(limits)
+        traded = sorted((d.ticker, d.at) for d in result.decisions if d.reason == "traded")
+        again = [
+            (a, b)
+            for a, b in zip(traded, traded[1:], strict=False)
+            if a[0] == b[0] and b[1] - a[1] < timedelta(minutes=int(limits.reanalyse_minutes))
+        ]
+        self.assertTrue(again)
+        self.assertGreater(result.report()["orders"]["canceled"], 0)
+
+    def _window_limits(self, **settings):
+        RiskSettings.objects.update_or_create(pk=1, defaults=settings)
+        limits = strategy.RiskLimits.from_object(RiskSettings.load())
+        for name, value in settings.items():
+            self.assertEqual(getattr(limits, name), value)
+        return limits
+
+    def _window_parity(self, limits):
         call_command("load_recorded_markets", data=str(SMALL), verbosity=0)
         data = recorded_data_parse(data_dir=SMALL)
         step = timedelta(minutes=15)
@@ -55,12 +92,9 @@ class ParityTests(TestCase):
         TradingState.load()
         TradingState.objects.filter(pk=TradingState.SINGLETON_PK).update(replay_clock=before)
         self._replay(end, step)
-        result = run(data, step=step, start=start, end=end)
+        result = run(data, step=step, start=start, end=end, limits=limits)
         self._assert_same(result)
-        self.assertTrue(any(f.maker for f in result.fills))
-        self.assertTrue(any(not f.maker for f in result.fills))
-        self.assertTrue(Fill.objects.filter(mode="replay", is_taker=False).exists())
-        self.assertGreater(result.report()["orders"]["resting_at_end"], 0)
+        return result
 
     def _replay(self, end, step):
         while True:
@@ -202,6 +236,69 @@ class HandComputedTests(SimpleTestCase):
         self.assertEqual(report["fees"], str(fee.quantize(D("0.000001"))))
         settled_at = close_time("KXHIGHNY", day) + SETTLE_DELAY
         self.assertGreaterEqual(result.equity[-1][0], settled_at)
+
+
+class ExitRepricingTests(SimpleTestCase):
+    """A resting exit above the bid is cancelled and replaced toward the bid, not below its
+    floor, as the engine's cancels and track steps do (strategy.exit_target)."""
+
+    def cycle_with_resting_exit(self, bid_after: str) -> backtest.Backtest:
+        day = date(2025, 6, 2)
+        spec = MarketSpec(
+            ticker="KXHIGHNY-25JUN02-B80.5",
+            series="KXHIGHNY",
+            event_ticker="KXHIGHNY-25JUN02",
+            event_date=day,
+            kind="B",
+            strike=D("80.5"),
+            origin="test",
+            strike_type="between",
+        )
+        data = RecordedData(markets={spec.ticker: spec})
+        t0 = datetime(2025, 6, 1, 15, 0, tzinfo=UTC)
+        self.t1 = t0 + timedelta(minutes=15)
+        bid = D(bid_after)
+        data.snapshots[(spec.ticker, t0)] = Quote(yes_bid=D("0.60"), yes_ask=D("0.62"))
+        data.snapshots[(spec.ticker, self.t1)] = Quote(yes_bid=bid, yes_ask=bid + D("0.02"))
+        limits = replace(
+            strategy.RiskLimits(),
+            exit_before_close_hours=0,
+            max_hold_hours=0,
+            stop_loss_pct=D("0"),
+            take_profit_pct=D("0"),
+            exit_floor_pct=D("0.50"),
+        )
+        bt = backtest.Backtest(
+            backtest.RecordedBook(data), Bullish(), backtest.BacktestParams(limits=limits)
+        )
+        self.ticker = spec.ticker
+        state = strategy.PositionState(side="yes", count=D("50"), cost_basis=D("25"))
+        bt.positions[spec.ticker] = backtest._Position(state, t0, close_time("KXHIGHNY", day))
+        bt.last_decided[spec.ticker] = self.t1  # no new entry decision in the way
+        exit_order = matching.Order("yes", "sell", D("0.60"), D("50"))
+        bt.resting.append(
+            backtest._Resting(spec.ticker, exit_order, t0, "exit", D("0.60"), "take_profit")
+        )
+        bt.cycle(self.t1)
+        return bt
+
+    def test_an_exit_above_the_bid_is_replaced_at_the_bid(self):
+        bt = self.cycle_with_resting_exit("0.40")
+        self.assertEqual(bt.orders_canceled, 1)
+        self.assertEqual(
+            [(d.at, d.reason, d.count, d.price) for d in bt.decisions],
+            [(self.t1, "exit", D("50"), D("0.40"))],
+        )
+        [fill] = bt.fills
+        self.assertEqual((fill.action, fill.count, fill.price), ("sell", D("50"), D("0.40")))
+        self.assertNotIn(self.ticker, bt.positions)
+
+    def test_the_replacement_rests_at_the_floor_when_the_bid_is_below_it(self):
+        bt = self.cycle_with_resting_exit("0.20")  # floor: 0.50 × 0.60 = 0.30
+        self.assertEqual([(d.reason, d.price) for d in bt.decisions], [("exit", D("0.30"))])
+        self.assertEqual(bt.fills, [])
+        [resting] = bt.resting
+        self.assertEqual((resting.side_price, resting.chain_start), (D("0.30"), D("0.60")))
 
 
 class BacktestCommandTests(TestCase):

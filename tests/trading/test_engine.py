@@ -24,6 +24,7 @@ from trading.models import (
     JobRun,
     Order,
     Position,
+    RiskSettings,
     Settlement,
     TradingState,
 )
@@ -118,6 +119,8 @@ class EngineTests(TestCase):
         exchange = AcceptThenFail(
             name="paper", quotes=self.quotes, account="paper-test", starting_cash=D("1000")
         )
+        # The entry lives longer than this test's two hours (the exchange would expire it).
+        RiskSettings.objects.update_or_create(pk=1, defaults={"entry_order_ttl_seconds": 4 * 3600})
         services.decide_run(exchange=exchange, forecaster=self.forecaster, mode="paper", now=T0)
         # The book empties before the order arrives: it rests unfilled.
         self.quotes.by_ticker["MKT"] = quote("MKT", bid="0.40", ask="0.42", depth="0")

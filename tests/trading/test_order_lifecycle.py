@@ -4,6 +4,7 @@ reduce-only cancel, flatten replaces a resting exit. On the simulated exchange, 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal as D
 from unittest import mock
@@ -37,16 +38,22 @@ class ConfidentForecaster:
 
 class Recording(SimulatedExchange):
     """Counts what the exchange receives; ``cancel_fault`` loses a cancel's answer
-    (``"after"``: the cancel took effect) or the cancel itself (``"before"``)."""
+    (``"after"``: the cancel took effect) or the cancel itself (``"before"``).
+
+    Unless ``honours_expiry``, it keeps an order resting past its ``expiration_time`` (as a
+    venue whose create takes no expiry would): what ends an entry then is our own cancel."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.requests = []
         self.cancels = []
         self.cancel_fault = ""
+        self.honours_expiry = False
 
     def place_order(self, request):
         self.requests.append(request)
+        if not self.honours_expiry:
+            request = dataclasses.replace(request, expiration_time=None)
         return super().place_order(request)
 
     def cancel_order(self, order_id, ticker):
@@ -184,9 +191,9 @@ class EntryExpiryTests(LifecycleTestCase):
         self.assertEqual(self.exchange.cancels, [first.exchange_order_id])
 
     def test_an_entry_the_exchange_expired_is_booked_and_the_market_decided_again(self):
-        first = self.rest_an_entry()
         # Kalshi drops the order at its expiration_time; it reads back as canceled.
-        SimOrder.objects.filter(client_order_id=first.client_order_id).update(status="canceled")
+        self.exchange.honours_expiry = True
+        first = self.rest_an_entry()
         self.quotes.clock = T0 + timedelta(minutes=5)
         self.set_quote(bid="0.43", ask="0.45", depth="100")
         self.cycle()
