@@ -1,4 +1,4 @@
-# The one image for the web server and the worker (STYLE G20): docker/entrypoint.sh picks the
+# The one image for the web server and the worker: docker/entrypoint.sh picks the
 # process. Build: docker compose build  (or: docker build -t kalshi-desk .)
 # No `# syntax=` line on purpose: it makes BuildKit fetch a frontend image from a registry before
 # building, which fails offline or behind a mirror. The built-in frontend reads this file as is.

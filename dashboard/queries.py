@@ -5,7 +5,7 @@ paginated or capped, related rows come with ``select_related``, totals are aggre
 database). The results are plain values, lists and model instances, never lazy querysets, so
 the views can cache them (``dashboard.cache``).
 
-These would be queryset methods on the models (STYLE G12); they live here because the
+These would be queryset methods on the models; they live here because the
 dashboard only reads, and the models belong to the apps below it.
 """
 

@@ -1,4 +1,4 @@
-"""The operator's pages (DESIGN §8) and their few POST controls (STYLE G13).
+"""The operator's pages and their few POST controls (docs/ARCHITECTURE.md, Conventions).
 
 Pages read through ``dashboard.queries`` (a fixed number of queries each), cache the heavy
 parts under the generation key (``dashboard.cache``), and render; the finished page is kept

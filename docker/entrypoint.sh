@@ -1,5 +1,5 @@
 #!/bin/sh
-# One entrypoint for every container of the image (STYLE G20).
+# One entrypoint for every container of the image (docs/ARCHITECTURE.md, Conventions).
 #
 #   web            migrate + setup_schedules (once, under a PostgreSQL advisory lock), then
 #                  exec gunicorn. Deploy steps live here only: the worker never migrates.

@@ -1,7 +1,7 @@
 """Fast bulk writes: COPY on PostgreSQL instead of the ORM's parameterised INSERTs.
 
 Django's ``bulk_create`` converts every value through the ORM and sends one large statement;
-COPY streams the rows, which is several times faster (../shared/PERFORMANCE-LIMITS.md).
+COPY streams the rows, which is several times faster on large loads.
 Constraints still apply: rows land in the real table (directly, or from a staging table with
 one ``INSERT … ON CONFLICT``). ``copy_rows`` callers keep ``bulk_create`` for SQLite;
 ``insert_rows`` and ``ids_by_key`` (keys to ids in one query) serve both databases the project

@@ -1,7 +1,7 @@
 """The Exchange interface: one vocabulary for live Kalshi, paper and replay.
 
 The trading engine speaks only this interface, so the same decide / execute / reconcile code
-runs on all three implementations (DESIGN §2):
+runs on all three implementations (docs/ARCHITECTURE.md, The Exchange interface):
 
 - ``KalshiExchange`` (``markets.exchange_kalshi``): the REST client, real orders;
 - ``SimulatedExchange`` (``markets.simulator``) over a quote source: ``paper`` (live public

@@ -1,6 +1,6 @@
 """``KalshiExchange``: the Exchange interface over ``KalshiClient`` — real orders, live mode.
 
-Direction mapping (API-NOTES §0.3). Kalshi's V2 orders and fills carry only ``outcome_side``
+Direction mapping (docs/KALSHI.md). Kalshi's V2 orders and fills carry only ``outcome_side``
 (yes|no) and ``book_side`` (bid|ask), and the two say the same thing: ``bid`` ≡ ``yes`` and
 ``ask`` ≡ ``no``. Buying YES and selling NO are both a YES bid; buying NO and selling YES are
 both a YES ask. The exchange cannot tell us which of the pair we meant, so every order and fill

@@ -1,8 +1,8 @@
-"""The Kalshi Trade API v2 client: one class around one ``httpx.Client`` (STYLE G3).
+"""The Kalshi Trade API v2 client: one class around one ``httpx.Client``.
 
 Everything that talks to Kalshi goes through ``KalshiClient``; it owns the policy:
 
-- signing (API-NOTES §2): RSA-PSS/SHA-256, MGF1(SHA-256), salt = digest length, over
+- signing (docs/KALSHI.md, Signing): RSA-PSS/SHA-256, MGF1(SHA-256), salt = digest length, over
   ``timestamp_ms + METHOD + path`` where ``path`` is the full URL path including ``/trade-api/v2``
   and without the query string;
 - retries: only GETs are retried (429, 5xx, timeouts, transport errors) with bounded, jittered
@@ -59,7 +59,7 @@ from markets.ratelimit import DEFAULT_COST, Bucket, RateLimiter, shared_rate_lim
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0
-CANCEL_COST = 2  # API-NOTES §6: a V2 cancel costs 2 tokens; everything else we call costs 10.
+CANCEL_COST = 2  # docs/KALSHI.md, Rate limits: a V2 cancel costs 2 tokens; all else we call, 10.
 MAX_PAGES = 10_000  # a loop guard on top of the repeated-cursor check
 
 MARKET_STATUS_FILTERS = ("unopened", "open", "paused", "closed", "settled")
@@ -1903,7 +1903,7 @@ def kalshi_client(
     transport: httpx.BaseTransport | None = None,
     rate_limiter: RateLimiter | None = None,
 ) -> KalshiClient:
-    """A client configured from settings: the one place Kalshi settings are read (STYLE G3)."""
+    """A client configured from settings: the one place Kalshi settings are read."""
     from django.conf import settings
 
     key_id = settings.KALSHI_API_KEY_ID or None

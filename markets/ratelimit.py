@@ -1,4 +1,4 @@
-"""Client-side token buckets matching Kalshi's rate limits (API-NOTES §6).
+"""Client-side token buckets matching Kalshi's rate limits (docs/KALSHI.md, Rate limits).
 
 Kalshi charges every request tokens (10 by default; a V2 cancel costs 2) against two independent
 buckets, Read and Write, whose refill rate and capacity depend on the account's tier. We keep the
@@ -19,7 +19,7 @@ Bucket = Literal["read", "write"]
 
 DEFAULT_COST = 10
 
-# tier -> (read tokens/s, write tokens/s), API-NOTES §6.
+# tier -> (read tokens/s, write tokens/s), docs/KALSHI.md, Rate limits.
 TIER_RATES: dict[str, tuple[int, int]] = {
     "basic": (200, 100),
     "advanced": (300, 300),

@@ -1,4 +1,4 @@
-"""Fakes of the outside world, faked at the transport (STYLE G17).
+"""Fakes of the outside world, faked at the transport.
 
 ``FakeKalshi`` is a small, stateful, in-memory Kalshi Trade API v2. It is an ``httpx``
 ``MockTransport`` handler, so tests run the real client (signing, serialisation, retries, error

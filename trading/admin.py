@@ -1,4 +1,4 @@
-"""Our decisions and their consequences in the back office (STYLE G15).
+"""Our decisions and their consequences in the back office.
 
 Read-mostly: forecasts, decisions, orders, fills, positions, settlements, job records, AI
 spend and both audit trails are written only by services (and orders/fills mirror the

@@ -119,7 +119,7 @@ class BaselineForecaster:
     validation (held out)   217  42      0.059731      0.055979        0.212688    0.183009
     ======================  ===  ======  ============  ==============  ==========  ==========
 
-    **Evaluation** out of sample on ``shared/data/kalshi-questions`` (crypto, sports,
+    **Evaluation** out of sample on ``trading/data/kalshi-questions`` (crypto, sports,
     financials, politics...; no event in common with the fit; ``manage.py evaluate_forecaster
     --forecaster baseline``, the 785 rows with a real pre-close price): Brier 0.051107 against
     the market's 0.051066 (skill vs the market −0.000803, i.e. no better), log loss 0.158521

@@ -56,7 +56,7 @@ def _price_open(field: str) -> Q:
 class RiskSettings(models.Model):
     """The hard limits, one row (pk=1). Every change is audited in ``RiskSettingsChange``.
 
-    Defaults follow the original bot (DESIGN §5). Fractions are stored as fractions: 0.05 = 5%.
+    Defaults follow the original bot (docs/RISK.md). Fractions are stored as fractions: 0.05 = 5%.
     """
 
     SINGLETON_PK = 1
@@ -609,7 +609,7 @@ class IllegalTransition(Exception):
 
 
 class Order(models.Model):
-    """An order intent and its exchange state (RELIABILITY §1.6).
+    """An order intent and its exchange state (docs/ORDER_PROTOCOL.md).
 
     The row is committed (APPROVED) before anything is sent; ``client_order_id`` is derived
     from the decision, so a retry can never mint a second order. The status moves only along

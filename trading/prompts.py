@@ -4,7 +4,7 @@ A prompt's wording is part of the forecaster: change the text, change its versio
 forecast ledger scores each version apart. ``PROMPT_VERSION`` names the forecast prompt and
 ``CRITIC_PROMPT_VERSION`` the critic's; both are stored on every ``LLMCall``.
 
-Market text is untrusted (RELIABILITY §5.3 B4, OWASP LLM01): anyone who can word a market can
+Market text is untrusted (prompt injection, OWASP LLM01): anyone who can word a market can
 try to instruct the model. So:
 
 - the instructions live in the system message and in fixed lines of the user message; no

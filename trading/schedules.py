@@ -1,4 +1,4 @@
-"""The django-q2 schedules, declared in code and synced by ``manage.py setup_schedules`` (G8)."""
+"""The django-q2 schedules, declared in code and synced by ``manage.py setup_schedules``."""
 
 from __future__ import annotations
 

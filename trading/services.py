@@ -1,7 +1,7 @@
 """The trading engine's services: decide, execute, reconcile, track and the full cycle.
 
-Jobs, commands and tests all call these functions (STYLE G6/G7). Collaborators (the exchange,
-the forecaster, the clock) are passed in. The execution protocol is RELIABILITY §1.6:
+Jobs, commands and tests all call these functions. Collaborators (the exchange,
+the forecaster, the clock) are passed in. The execution protocol (docs/ORDER_PROTOCOL.md):
 
 1. decide writes the order intent (``Order`` APPROVED, ``client_order_id`` derived from the
    decision) in the same transaction as its ``Decision``;

@@ -1,4 +1,4 @@
-"""The pure decision code of the trading engine (STYLE G5): no Django, no I/O, no clock.
+"""The pure decision code of the trading engine: no Django, no I/O, no clock.
 
 Frozen dataclasses describe what a decision needs (``MarketView``, ``ForecastView``,
 ``PortfolioView``, ``PositionView``, ``RiskLimits``) and plain functions turn them into
@@ -17,7 +17,7 @@ Conventions
   ``markets.money``.
 - ``MarketView.volume`` None means unknown (recorded data): the volume filter then does not
   apply. A volume of 0 is zero and fails any ``min_volume`` above 0.
-- Positions are one net position per market (RELIABILITY §4.3): ``PositionState`` holds
+- Positions are one net position per market (docs/ORDER_PROTOCOL.md): ``PositionState`` holds
   ``count`` contracts of ``side`` and their ``cost_basis`` (fees excluded); buying the opposite
   side closes contracts first, so YES and NO are never open together in one market.
 """
@@ -139,7 +139,7 @@ def _whole(value: Decimal) -> Decimal:
 
 @dataclass(frozen=True)
 class RiskLimits:
-    """The hard limits (DESIGN §5 defaults). Fractions are fractions: 0.05 = 5%.
+    """The hard limits (docs/RISK.md). Fractions are fractions: 0.05 = 5%.
 
     Field names match ``trading.models.RiskSettings``; ``RiskLimits.from_object(settings)``
     copies them. A value of 0 for ``stop_loss_pct``, ``take_profit_pct``, ``max_hold_hours``
@@ -491,7 +491,7 @@ def _best(edges: list[Edge]) -> Edge | None:
 
 
 def edge_threshold(confidence: Decimal, limits: RiskLimits) -> Decimal:
-    """The minimum edge after fees for a forecast of this confidence (tiers of DESIGN §5)."""
+    """The minimum edge after fees for a forecast of this confidence (docs/RISK.md)."""
     if confidence >= limits.high_confidence:
         return limits.edge_high
     if confidence >= limits.medium_confidence:

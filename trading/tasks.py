@@ -1,4 +1,4 @@
-"""django-q2 tasks: a few lines each, resolving collaborators and calling one service (G7)."""
+"""django-q2 tasks: a few lines each, resolving collaborators and calling one service."""
 
 from __future__ import annotations
 

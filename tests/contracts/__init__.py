@@ -1,13 +1,13 @@
 """Contract checks against Kalshi's OpenAPI spec (``kalshi-openapi.yaml``, a copy of
-``shared/kalshi/openapi.yaml`` v3.28.0 so that tests do not depend on files outside the repo).
+Kalshi's published spec v3.28.0 kept here so that tests depend on no file outside the repo).
 
 ``follows_spec(exchanges)`` validates what ``tests.fakes.FakeKalshi`` recorded with openapi-core:
 every request (method, path, query, body, auth headers) and every response the fake produced by
 itself. Not checked, on purpose:
 
 - replies produced by an injected fault (their whole point is to break the contract);
-- a 429 ``{"error": "..."}`` body: that is what Kalshi really sends (API-NOTES §6), while the spec
-  says ErrorResponse; a known contradiction;
+- a 429 ``{"error": "..."}`` body: that is what Kalshi really sends (docs/KALSHI.md, Rate
+  limits), while the spec says ErrorResponse; a known contradiction;
 - reply statuses for which the operation documents no body (e.g. a 404 where the spec lists
   only ``description: Not found``).
 

@@ -1,4 +1,4 @@
-"""KalshiClient against FakeKalshi through httpx.MockTransport (STYLE G17).
+"""KalshiClient against FakeKalshi through httpx.MockTransport.
 
 Every test that uses the ``fake`` fixture also checks, at teardown, that every request the client
 sent and every reply the fake produced by itself follows the OpenAPI spec (tests/contracts).
@@ -646,7 +646,7 @@ def test_a_401_on_create_is_an_auth_error(fake: FakeKalshi, client: KalshiClient
 def test_a_client_order_id_can_be_reused_once_the_first_order_is_done(
     fake: FakeKalshi, client: KalshiClient
 ) -> None:
-    # Kalshi deduplicates against *open* orders only (RELIABILITY §1.5): reconcile before resending.
+    # Kalshi deduplicates against *open* orders only (docs/KALSHI.md): reconcile before resending.
     client.create_order(order(price=D("0.47"), time_in_force="immediate_or_cancel"))
     client.create_order(order(price=D("0.47"), time_in_force="immediate_or_cancel"))
     assert len(fake.accepted) == 2

@@ -50,7 +50,7 @@ def test_a_produced_signature_verifies_with_the_public_key() -> None:
         signer.sign(1703123456789, "get", "/trade-api/v2/portfolio/orders?limit=5")
     )
     public = key.public_key()
-    # The message of API-NOTES §2: timestamp + upper-case method + path without the query.
+    # The signed message (docs/KALSHI.md, Signing): timestamp + upper-case method + path, no query.
     public.verify(
         signature, b"1703123456789GET/trade-api/v2/portfolio/orders", pss(32), hashes.SHA256()
     )
@@ -275,8 +275,9 @@ def test_the_checker_catches_a_bad_filter_and_a_bad_reply(swept: FakeKalshi) -> 
 
 
 def test_the_429_body_contradiction_is_tolerated() -> None:
-    # Kalshi really sends {"error": "too many requests"} (API-NOTES §6) although the spec's
-    # RateLimitError points at ErrorResponse; that one body is deliberately not validated.
+    # Kalshi really sends {"error": "too many requests"} (docs/KALSHI.md, Rate limits)
+    # although the spec's RateLimitError points at ErrorResponse; that one body is deliberately
+    # not validated.
     exchange = _exchange(
         "POST",
         "/portfolio/events/orders",

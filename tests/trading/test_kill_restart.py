@@ -1,4 +1,4 @@
-"""Fault test (RELIABILITY §5.2 F1): a real ``trading_cycle`` process is SIGKILLed at each step
+"""Fault test (docs/ORDER_PROTOCOL.md): a real ``trading_cycle`` process is SIGKILLed at each step
 of execute and of cancel, and restarted, many times. The simulated exchange's ledger of
 accepted orders is the oracle: no client_order_id is ever accepted twice, every accepted order
 is known to our books (no orphans), and no order stays of unknown outcome once reconciliation

@@ -2,7 +2,7 @@
 every call, reuse, samples and critic, the recorded forecaster, and the engine's view of it.
 
 Every provider is faked at the httpx transport (``tests.trading.llm_fakes``); no test reaches
-the network. RELIABILITY §5.3 B3: no decision is taken from invalid output, and every call is
+the network. No decision is taken from invalid output, and every call is
 recorded.
 """
 
@@ -63,7 +63,7 @@ DAY = WALL.date()
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
-# --- Output validation (B3) -------------------------------------------------------------------
+# --- Output validation ----------------------------------------------------------------------------
 
 
 class OutputValidationTests(SimpleTestCase):

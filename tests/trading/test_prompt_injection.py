@@ -1,4 +1,5 @@
-"""Prompt injection (RELIABILITY §5.3 B4): market text that tries to instruct the model.
+"""Prompt injection: market text that tries to instruct the model (docs/ORDER_PROTOCOL.md,
+"Model output is data").
 
 The fake model here is fully compromised: whenever it sees an injection in the market data it
 received, it OBEYS — it answers what the attacker asked for (probability 0.99 at confidence 1,

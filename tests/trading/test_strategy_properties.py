@@ -1,4 +1,4 @@
-"""Hypothesis properties of sizing, edge, exits, P&L and netting (RELIABILITY §4.3)."""
+"""Hypothesis properties of sizing, edge, exits, P&L and netting (docs/ORDER_PROTOCOL.md)."""
 
 from __future__ import annotations
 

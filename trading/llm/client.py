@@ -1,4 +1,4 @@
-"""One client for the OpenAI chat-completions protocol, over httpx (STYLE G4).
+"""One client for the OpenAI chat-completions protocol, over httpx.
 
 xAI, OpenAI, OpenRouter, a local server (Ollama, llama.cpp) and any compatible endpoint speak
 the same protocol: ``POST {base}/chat/completions`` with ``Authorization: Bearer <key>``. A

@@ -4,7 +4,7 @@
                                   [--json FILE] [--no-progress]
     manage.py evaluate_forecaster --fit-baseline [--recorded DIR] [--json FILE]
 
-``--data`` is a folder in the format of ``shared/data/kalshi-questions`` (read as it is, see
+``--data`` is a folder in the kalshi-questions format (read as it is, see
 ``trading.evaluation``); the default is the copy shipped in ``trading/data/kalshi-questions``.
 Only rows with a real pre-close price are scored, the result is never shown to the forecaster,
 and a forecaster is never scored on the events it was fitted on. The report gives count, Brier,
