@@ -2,8 +2,8 @@
 every dashboard form posted with random and hostile values. Nothing answers 500.
 
 Hypothesis with a fixed seed (``derandomize``) and bounded examples, so CI is repeatable and
-quick; for a longer hunt multiply the examples with ``CRAWLER_SCALE`` (30: about 10 minutes):
-    CRAWLER_SCALE=30 .venv/bin/pytest tests/dashboard/test_crawler.py
+quick; for a longer hunt multiply the examples with ``CRAWLER_SCALE`` (120: about 12 minutes):
+    CRAWLER_SCALE=120 .venv/bin/pytest tests/dashboard/test_crawler.py
 """
 
 from __future__ import annotations
