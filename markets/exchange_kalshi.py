@@ -244,6 +244,14 @@ def _exchange_error(error: kalshi.KalshiError) -> ExchangeError:
     return OrderOutcomeUnknown(error.message, code=error.code or "")
 
 
+def market_record(client: kalshi.KalshiClient, ticker: str) -> kalshi.Market:
+    """Kalshi's record of one market, any status (``Exchange.market``; paper reads it too)."""
+    try:
+        return client.get_market(ticker)
+    except kalshi.KalshiError as exc:
+        raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
+
+
 class KalshiExchange:
     """The live exchange. Reads go through the client's retrying GETs; writes are sent once."""
 
@@ -290,10 +298,7 @@ class KalshiExchange:
         )
 
     def market(self, ticker: str) -> kalshi.Market:
-        try:
-            return self.client.get_market(ticker)
-        except kalshi.KalshiError as exc:
-            raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
+        return market_record(self.client, ticker)
 
     # -- orders ----------------------------------------------------------------------------------
 

@@ -16,8 +16,13 @@ from datetime import datetime
 from django.utils import timezone
 
 from markets import kalshi, matching
-from markets.exchange import ExchangeError, MarketQuote
-from markets.exchange_kalshi import categories_for, fee_schedules_for, quote_from_market
+from markets.exchange import MarketQuote
+from markets.exchange_kalshi import (
+    categories_for,
+    fee_schedules_for,
+    market_record,
+    quote_from_market,
+)
 from markets.simulator import MarketOutcome
 
 
@@ -88,10 +93,7 @@ class PaperQuotes:
 
     def market(self, ticker: str) -> kalshi.Market:
         """Kalshi's record of one market, any status (``SimulatedExchange.market``)."""
-        try:
-            return self.client.get_market(ticker)
-        except kalshi.KalshiError as exc:
-            raise ExchangeError(exc.message, permanent=exc.permanent, code=exc.code or "") from None
+        return market_record(self.client, ticker)
 
     def book(self, quote: MarketQuote) -> matching.Book:
         """The market's full order book (the one the last ``quote()`` read, else a fresh read),
