@@ -33,10 +33,14 @@ RUN groupadd --system --gid 10001 desk \
 
 # Install from the wheels of stage 1 only (no index), hashes checked again: the image gets
 # exactly the locked set, nothing more (--no-deps), and `pip check` proves it is complete.
-RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels --require-hashes --no-deps \
-        -r /wheels/requirements.lock \
-    && pip check
+# The wheels are copied in, not bind-mounted from stage 1: buildah's layer cache resolved such a
+# mount to the wheels of an earlier build (an image without a newly locked package). The copy
+# costs the wheels' size in one lower layer; the install is then exactly this build's lock.
+COPY --from=wheels /wheels /tmp/wheels
+RUN pip install --no-index --find-links=/tmp/wheels --require-hashes --no-deps \
+        -r /tmp/wheels/requirements.lock \
+    && pip check \
+    && rm -rf /tmp/wheels
 
 WORKDIR /app
 # Code and data belong to root and are read-only for the app user.

@@ -19,6 +19,7 @@ nothing is orphaned.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+# Through logging, so LOG_FORMAT=json covers the supervisor's lines too.
+logger = logging.getLogger("trading.worker")
 
 GRACE_SECONDS = 12.0  # SIGINT: finish the cycle in progress
 TERM_SECONDS = 3.0  # then SIGTERM, then SIGKILL
@@ -83,7 +87,7 @@ class Command(BaseCommand):
                 signal.signal(sig, handler)
         if stop_asked:
             name = signal.Signals(stop_asked[0]).name
-            self.stderr.write(f"worker: stopped on {name} (qcluster exit code {code})")
+            logger.info("worker: stopped on %s (qcluster exit code %s)", name, code)
             return
         raise CommandError(f"qcluster exited on its own with code {code}", returncode=code or 1)
 
@@ -102,6 +106,6 @@ class Command(BaseCommand):
                 if escalated:
                     _signal_group(pgid, signal.SIGKILL)
                     return child.wait()
-                self.stderr.write("worker: still running after SIGINT; SIGTERM")
+                logger.warning("worker: still running after SIGINT; SIGTERM")
                 _signal_group(pgid, signal.SIGTERM)
                 deadline, escalated = time.monotonic() + TERM_SECONDS, True
