@@ -10,13 +10,16 @@
   including the lists of Django's and django-q2's own models, hence a middleware rather than a
   method on our admin classes.
 
-The dashboard's own parameters are parsed and bounded by its forms (``dashboard.forms``).
+The dashboard's own parameters are parsed and bounded by its forms (``dashboard.forms``), which
+raise ``BadRequest``; the middleware answers that with the same plain 400, so a refused
+parameter is one log line (``django.request``), never a stack trace an attacker can repeat.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 # Date and time parts a lookup may extract, with the values that mean something. Years are held
@@ -76,3 +79,9 @@ class ParameterGuardMiddleware:
                 if reason:
                     return _bad(reason)
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A view's ``BadRequest`` (a refused filter): the plain 400, without a traceback."""
+        if isinstance(exception, BadRequest):
+            return _bad(str(exception).rstrip(".") or "a query parameter cannot be used")
+        return None

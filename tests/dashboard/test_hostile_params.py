@@ -77,3 +77,10 @@ class HostileParamsTests(TestCase):
                 with self.subTest(name=name, pk=pk):
                     self.assertEqual(self.status(name, {}, pk), 404)
         self.assertEqual(self.status("market", {}, "X" * 500), 404)
+
+    def test_a_refused_parameter_logs_one_line_not_a_traceback(self):
+        # An attacker's bad query must not fill the log with stack traces.
+        with self.assertLogs("django.request", "WARNING") as logs:
+            self.assertEqual(self.status("decisions", {"day": "9999-12-31"}), 400)
+        self.assertTrue(logs.records)
+        self.assertTrue(all(record.exc_info is None for record in logs.records), logs.output)
